@@ -1,0 +1,296 @@
+"""Shared API plumbing: the one error type and shape, strict input, paging, throttles.
+
+Every 4xx and 5xx leaves the API as
+    {"error": "<short title>", "message": "<one sentence for a person>", "details": {...}}
+which is the shape of the guide's device-limit 403.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, serializers, status, throttling
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class ApplicationError(Exception):
+    """A business rule said no. Raised by services; rendered by `exception_handler`."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error: str = "Request refused",
+        status_code: int = status.HTTP_400_BAD_REQUEST,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error = error
+        self.status_code = status_code
+        self.details = dict(details or {})
+
+
+def error_body(error: str, message: str, details: Mapping[str, Any] | None = None) -> dict:
+    return {"error": error, "message": message, "details": dict(details or {})}
+
+
+def _flatten(detail: Any, prefix: str = "") -> list[str]:
+    """Turn DRF's nested error detail into 'field: message' lines for the summary."""
+    if isinstance(detail, Mapping):
+        lines = []
+        for key, value in detail.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key == "non_field_errors":
+                name = prefix
+            lines.extend(_flatten(value, name))
+        return lines
+    if isinstance(detail, list):
+        return [line for item in detail for line in _flatten(item, prefix)]
+    return [f"{prefix}: {detail}" if prefix else str(detail)]
+
+
+def _details(detail: Any) -> dict:
+    if isinstance(detail, Mapping):
+        return {str(k): v for k, v in detail.items()}
+    if isinstance(detail, list):
+        return {"non_field_errors": detail}
+    return {}
+
+
+_TITLES = {
+    exceptions.ParseError: "Malformed request body",
+    exceptions.UnsupportedMediaType: "Unsupported media type",
+    exceptions.NotAuthenticated: "Authentication required",
+    exceptions.AuthenticationFailed: "Authentication failed",
+    exceptions.PermissionDenied: "Forbidden",
+    exceptions.NotFound: "Not found",
+    exceptions.MethodNotAllowed: "Method not allowed",
+    exceptions.NotAcceptable: "Not acceptable",
+    exceptions.Throttled: "Too many requests",
+}
+
+
+def exception_handler(exc: Exception, context: dict) -> Response:
+    """DRF's EXCEPTION_HANDLER: every error, expected or not, in the one shape."""
+    # Imported here: rest_framework.views imports our auth classes, which import this module.
+    from rest_framework.views import set_rollback
+
+    headers: dict[str, str] = {}
+    if isinstance(exc, ApplicationError):
+        set_rollback()
+        return Response(error_body(exc.error, exc.message, exc.details), status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    if isinstance(exc, exceptions.ValidationError):
+        set_rollback()
+        lines = _flatten(exc.detail)
+        return Response(
+            error_body(
+                "Validation failed",
+                "Invalid input: " + "; ".join(lines) if lines else "Invalid input.",
+                _details(exc.detail),
+            ),
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    if isinstance(exc, exceptions.APIException):
+        set_rollback()
+        title = next((t for cls, t in _TITLES.items() if isinstance(exc, cls)), "Request failed")
+        details: dict[str, Any] = {}
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+            retry_after = max(1, int(exc.wait + 0.999))
+            headers["Retry-After"] = str(retry_after)
+            details["retry_after"] = retry_after
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        elif isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+            authenticators = getattr(context.get("request"), "authenticators", None) or []
+            if authenticators:
+                header = authenticators[0].authenticate_header(context["request"])
+                if header:
+                    headers["WWW-Authenticate"] = header
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        return Response(error_body(title, detail, details), status=exc.status_code, headers=headers)
+
+    set_rollback()
+    logger.error("Unhandled error in %s", context.get("view"), exc_info=exc)
+    return Response(
+        error_body("Internal server error", "Something went wrong on our side; it was logged."),
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+# Django-level handlers for URLs outside DRF views, so even those answer in the shape.
+def json_not_found(request, exception=None) -> JsonResponse:
+    return JsonResponse(error_body("Not found", f"No route matches {request.path}."), status=404)
+
+
+def json_server_error(request) -> JsonResponse:
+    return JsonResponse(
+        error_body("Internal server error", "Something went wrong on our side; it was logged."),
+        status=500,
+    )
+
+
+def json_bad_request(request, exception=None) -> JsonResponse:
+    return JsonResponse(
+        error_body("Bad request", "The request could not be understood."), status=400
+    )
+
+
+def json_permission_denied(request, exception=None) -> JsonResponse:
+    return JsonResponse(error_body("Forbidden", "You may not access this resource."), status=403)
+
+
+class LimitedJSONParser(JSONParser):
+    """JSON only, with a body-size cap and no crash on pathological nesting."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        request = (parser_context or {}).get("request")
+        if request is not None:
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+            if limit and length > limit:
+                raise ApplicationError(
+                    f"The request body is {length} bytes; the limit is {limit}.",
+                    error="Payload too large",
+                    status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                )
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError as exc:
+            raise exceptions.ParseError("JSON parse error - nested too deeply.") from exc
+
+
+class StrictSerializer(serializers.Serializer):
+    """Input serializer that rejects fields it does not know, instead of ignoring them."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class PageLimitPagination(PageNumberPagination):
+    """The guide's `?page=1&limit=20` paging."""
+
+    page_size = 20
+    page_size_query_param = "limit"
+    max_page_size = 100
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if not 1 <= value <= self.max_page_size:
+            raise exceptions.ValidationError(
+                {"limit": [f"Must be an integer from 1 to {self.max_page_size}."]}
+            )
+        return value
+
+    def paginate_queryset(self, queryset, request, view=None):
+        raw = request.query_params.get(self.page_query_param, "1")
+        if not raw.isdigit() or int(raw) < 1:
+            raise exceptions.ValidationError({"page": ["Must be a positive integer."]})
+        return super().paginate_queryset(queryset, request, view)
+
+    def pagination_meta(self) -> dict:
+        return {
+            "page": self.page.number,
+            "limit": self.page.paginator.per_page,
+            "total": self.page.paginator.count,
+            "pages": self.page.paginator.num_pages,
+        }
+
+
+class _WindowThrottle(throttling.SimpleRateThrottle):
+    """SimpleRateThrottle that also reads windows like `100/15m` (the guide's 15 minutes)."""
+
+    def parse_rate(self, rate):
+        if rate is None:
+            return (None, None)
+        num, period = rate.split("/")
+        digits = "".join(ch for ch in period if ch.isdigit()) or "1"
+        unit = period[len(digits) :] if period[0].isdigit() else period
+        seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit[0]]
+        return int(num), int(digits) * seconds
+
+
+class PublicRateThrottle(_WindowThrottle):
+    """Per client IP on unauthenticated endpoints (signup, public key): 100 / 15 min."""
+
+    scope = "public"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class CustomerRateThrottle(_WindowThrottle):
+    """Per customer for requests made with a customer API key; others are not limited here."""
+
+    scope = "customer"
+
+    def get_cache_key(self, request, view):
+        customer = getattr(request.user, "customer", None)
+        if customer is None:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": customer.pk}
+
+
+class UsageRateThrottle(CustomerRateThrottle):
+    """Usage reports per customer: 60 / hour, as the guide's usageLimiter."""
+
+    scope = "usage"
+
+
+def iso(value) -> str | None:
+    """UTC timestamp in the guide's form, e.g. `2025-10-22T10:00:00Z`."""
+    if value is None:
+        return None
+    from datetime import UTC
+
+    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+AUTH_RULES = {
+    "public": "Public, no credentials; rate-limited per client IP.",
+    "staff": "Staff only: `Authorization: Bearer <ADMIN_API_TOKEN or staff token>` or a staff "
+    "session. A customer API key gets 403.",
+    "customer": "Customer instance only: `X-API-Key`. The key acts for its own customer only.",
+    "staff_or_customer": "Staff, or the customer's own `X-API-Key`; another customer's key "
+    "gets 404.",
+    "stripe": "Stripe only: verified by the `Stripe-Signature` header.",
+}
+
+
+def api_doc(rule: str, summary: str, **kwargs):
+    """extend_schema with the endpoint's auth rule stated first in its description."""
+    from drf_spectacular.utils import extend_schema
+
+    description = f"**Auth:** {AUTH_RULES[rule]}"
+    if extra := kwargs.pop("description", ""):
+        description += f"\n\n{extra}"
+    if rule in ("public", "stripe"):
+        kwargs.setdefault("auth", [])
+    return extend_schema(summary=summary, description=description, **kwargs)

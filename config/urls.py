@@ -1,0 +1,24 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config.health import health
+from licensing.api import JwksView
+
+admin.site.site_header = "Iotistic Billing"
+admin.site.site_title = "Iotistic Billing"
+
+urlpatterns = [
+    path("health", health, name="health"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path(".well-known/jwks.json", JwksView.as_view(), name="jwks"),
+    path("api/", include("customers.urls")),
+    path("api/", include("licensing.urls")),
+]
+
+handler400 = "config.api.json_bad_request"
+handler403 = "config.api.json_permission_denied"
+handler404 = "config.api.json_not_found"
+handler500 = "config.api.json_server_error"

@@ -1,0 +1,181 @@
+"""Customer endpoints: signup, staff create/list/get, and API key management."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import status
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api import PageLimitPagination, PublicRateThrottle, api_doc
+from customers import selectors, services
+from customers.auth import IsStaff, IsStaffOrCustomerInstance
+from customers.models import CustomerApiKey
+from customers.serializers import (
+    ApiKeyCreateInput,
+    CustomerCreateInput,
+    SignupInput,
+    api_key_out,
+    customer_out,
+    subscription_out,
+)
+
+
+def signup_response(result: services.SignupResult) -> dict:
+    deployment = result.deployment
+    return {
+        "customer": customer_out(result.customer),
+        "subscription": subscription_out(result.subscription),
+        "license": {"jwt": result.license.token},
+        "deployment": {
+            "job_id": str(deployment.job_id),
+            "namespace": deployment.namespace,
+            "status": deployment.status,
+        },
+        "api_key": result.api_key.raw_key,
+    }
+
+
+def _create(request, serializer_class) -> Response:
+    data = serializer_class(data=request.data)
+    data.is_valid(raise_exception=True)
+    result = services.customer_signup(**data.validated_data)
+    return Response(signup_response(result), status=status.HTTP_201_CREATED)
+
+
+class SignupView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [PublicRateThrottle]
+
+    @api_doc(
+        "public",
+        "Sign up: customer, trial subscription, API key, license and queued deployment",
+        request=SignupInput,
+        responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+        description="`api_key` is shown once; store it in the customer instance.",
+    )
+    def post(self, request):
+        return _create(request, SignupInput)
+
+
+class CustomerListCreateView(APIView):
+    permission_classes = [IsStaff]
+
+    @api_doc(
+        "staff",
+        "List customers",
+        parameters=[
+            OpenApiParameter("page", int, description="1-based page"),
+            OpenApiParameter("limit", int, description="page size, 1-100 (default 20)"),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request):
+        paginator = PageLimitPagination()
+        page = paginator.paginate_queryset(selectors.customer_list(), request, view=self)
+        return Response(
+            {
+                "customers": [
+                    {
+                        **customer_out(c),
+                        "subscription": subscription_out(getattr(c, "subscription", None)),
+                    }
+                    for c in page
+                ],
+                "pagination": paginator.pagination_meta(),
+            }
+        )
+
+    @api_doc(
+        "staff",
+        "Create a customer (same effects as signup)",
+        request=CustomerCreateInput,
+        responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+    )
+    def post(self, request):
+        return _create(request, CustomerCreateInput)
+
+
+class CustomerDetailView(APIView):
+    permission_classes = [IsStaffOrCustomerInstance]
+
+    @api_doc("staff_or_customer", "Get a customer", responses={200: OpenApiTypes.OBJECT})
+    def get(self, request, customer_id: str):
+        customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
+        return Response(
+            {
+                "customer": customer_out(customer),
+                "subscription": subscription_out(getattr(customer, "subscription", None)),
+            }
+        )
+
+
+class ApiKeyListCreateView(APIView):
+    permission_classes = [IsStaffOrCustomerInstance]
+
+    @api_doc(
+        "staff_or_customer",
+        "List a customer's API keys (prefixes only)",
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request, customer_id: str):
+        customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
+        return Response({"api_keys": [api_key_out(k) for k in customer.api_keys.all()]})
+
+    @api_doc(
+        "staff_or_customer",
+        "Issue an additional API key (shown once)",
+        request=ApiKeyCreateInput,
+        responses={201: OpenApiTypes.OBJECT},
+    )
+    def post(self, request, customer_id: str):
+        customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
+        data = ApiKeyCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        issued = services.api_key_issue(customer=customer, name=data.validated_data["name"])
+        return Response(
+            {"api_key": issued.raw_key, **api_key_out(issued.record)},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class ApiKeyRotateView(APIView):
+    permission_classes = [IsStaffOrCustomerInstance]
+
+    @api_doc(
+        "staff_or_customer",
+        "Rotate: revoke every live key of the customer and issue one new key (shown once)",
+        request=ApiKeyCreateInput,
+        responses={201: OpenApiTypes.OBJECT},
+    )
+    def post(self, request, customer_id: str):
+        customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
+        data = ApiKeyCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        issued = services.api_key_rotate(customer=customer, name=data.validated_data["name"])
+        return Response(
+            {"api_key": issued.raw_key, **api_key_out(issued.record)},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class ApiKeyDetailView(APIView):
+    permission_classes = [IsStaffOrCustomerInstance]
+
+    @api_doc(
+        "staff_or_customer",
+        "Revoke one API key",
+        request=None,
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def delete(self, request, customer_id: str, prefix: str):
+        customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
+        api_key = CustomerApiKey.objects.filter(customer=customer, prefix=prefix).first()
+        if api_key is None:
+            raise NotFound(f"API key {prefix} not found.")
+        api_key = services.api_key_revoke(api_key=api_key)
+        return Response(api_key_out(api_key))

@@ -1,0 +1,145 @@
+"""The three principals of the API and the permissions that tell them apart.
+
+- staff: a Django staff session (admin, browsable API), the ADMIN_API_TOKEN, or a
+  per-staff token, the last two as `Authorization: Bearer <token>`;
+- customer instance: `X-API-Key: <key>`, bound to one customer;
+- Stripe: no principal here; the webhook view checks Stripe's signature itself.
+
+No credentials gives 401; credentials of the wrong kind give 403.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from django.conf import settings
+from rest_framework import authentication, exceptions, permissions
+
+from customers import services
+from customers.models import Customer, CustomerApiKey, StaffToken
+
+
+class AdminTokenUser:
+    """Who the shared ADMIN_API_TOKEN acts as: staff, but no row in the user table."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_staff = True
+    is_superuser = False
+    is_active = True
+    pk = None
+    id = None
+    username = "admin-api-token"
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class CustomerPrincipal:
+    """A customer instance authenticated by its API key."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_staff = False
+    is_superuser = False
+    is_active = True
+    pk = None
+    id = None
+
+    def __init__(self, customer: Customer, api_key: CustomerApiKey) -> None:
+        self.customer = customer
+        self.api_key = api_key
+        self.username = f"api-key:{api_key.prefix}"
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class StaffTokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != self.keyword.lower():
+            return None
+        token = token.strip()
+        if not token:
+            raise exceptions.AuthenticationFailed("Empty bearer token.")
+        admin_token = settings.ADMIN_API_TOKEN
+        if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
+            return AdminTokenUser(), None
+        staff_token = services.hashed_key_lookup(model=StaffToken, raw_key=token)
+        if staff_token is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked bearer token.")
+        user = staff_token.user
+        if not (user.is_active and user.is_staff):
+            raise exceptions.AuthenticationFailed("This token's user is not active staff.")
+        return user, staff_token
+
+    def authenticate_header(self, request):
+        return f'{self.keyword} realm="billing"'
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    header = "HTTP_X_API_KEY"
+
+    def authenticate(self, request):
+        raw_key = request.META.get(self.header)
+        if raw_key is None:
+            return None
+        api_key = services.hashed_key_lookup(model=CustomerApiKey, raw_key=raw_key.strip())
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        return CustomerPrincipal(api_key.customer, api_key), api_key
+
+
+class StaffSessionAuthentication(authentication.SessionAuthentication):
+    """Django session of a staff user (CSRF enforced); other sessions are ignored."""
+
+    def authenticate(self, request):
+        result = super().authenticate(request)
+        if result is None or not result[0].is_staff:
+            return None
+        return result
+
+
+def is_customer(user) -> bool:
+    return isinstance(user, CustomerPrincipal)
+
+
+class IsStaff(permissions.BasePermission):
+    message = "This endpoint is for staff only."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_staff)
+
+
+class IsCustomerInstance(permissions.BasePermission):
+    """A customer's API key; a deactivated customer may still read but not write."""
+
+    message = "This endpoint takes a customer API key (X-API-Key)."
+
+    def has_permission(self, request, view) -> bool:
+        if not is_customer(request.user):
+            return False
+        if not request.user.customer.is_active and request.method not in permissions.SAFE_METHODS:
+            self.message = "This customer is deactivated; its API key can no longer write."
+            return False
+        return True
+
+
+class IsStaffOrCustomerInstance(permissions.BasePermission):
+    message = "This endpoint takes staff credentials or a customer API key."
+
+    def has_permission(self, request, view) -> bool:
+        if IsStaff().has_permission(request, view):
+            return True
+        customer_check = IsCustomerInstance()
+        allowed = customer_check.has_permission(request, view)
+        if not allowed and is_customer(request.user):
+            self.message = customer_check.message
+        return allowed

@@ -1,0 +1,97 @@
+"""Customer manager CLI, as the guide's `npm run customer -- add|upgrade|list`."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from config.api import ApplicationError
+from customers import services
+from customers.models import Customer
+from licensing.services import license_get_or_issue
+from subscriptions.plans import ASSIGNABLE_PLANS
+from subscriptions.services import subscription_set_plan
+
+
+class Command(BaseCommand):
+    help = "Manage customers: add, upgrade, list."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True, metavar="{add,upgrade,list}")
+
+        add = sub.add_parser("add", help="Create a customer with a trial, API key and license.")
+        add.add_argument("--email", required=True, help="Customer email (unique).")
+        add.add_argument("--name", default="", help="Contact person's full name.")
+        add.add_argument("--company", default="", help="Company name (shown in the license).")
+        add.add_argument("--password", default=None, help="Optional portal password.")
+        add.add_argument(
+            "--trial-days",
+            type=int,
+            default=None,
+            help="Trial length in days (default DEFAULT_TRIAL_DAYS).",
+        )
+
+        upgrade = sub.add_parser(
+            "upgrade",
+            help="Put a customer on a plan by hand (active for 30 days) and re-issue the license. "
+            "Paid plans normally change through Stripe Checkout instead.",
+        )
+        upgrade.add_argument("--id", required=True, dest="customer_id", help="cust_... id.")
+        upgrade.add_argument("--plan", required=True, choices=ASSIGNABLE_PLANS, help="New plan.")
+
+        listing = sub.add_parser("list", help="List customers, newest first.")
+        listing.add_argument("--limit", type=int, default=50, help="How many (default 50).")
+
+    def handle(self, *args, **options):
+        getattr(self, f"_{options['action']}")(options)
+
+    def _add(self, options):
+        try:
+            result = services.customer_signup(
+                email=options["email"],
+                full_name=options["name"],
+                company_name=options["company"],
+                password=options["password"],
+                trial_days=options["trial_days"],
+            )
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
+        customer = result.customer
+        self.stdout.write(self.style.SUCCESS(f"Created {customer.customer_id} <{customer.email}>"))
+        self.stdout.write(
+            f"  plan:       {result.subscription.plan} ({result.subscription.status})"
+        )
+        self.stdout.write(f"  trial ends: {result.subscription.trial_ends_at:%Y-%m-%d %H:%M} UTC")
+        self.stdout.write(
+            f"  namespace:  {result.deployment.namespace} ({result.deployment.status})"
+        )
+        self.stdout.write(f"  API key:    {result.api_key.raw_key}  (shown once)")
+        self.stdout.write(f"  license:    {result.license.token}")
+
+    def _upgrade(self, options):
+        customer = Customer.objects.filter(customer_id=options["customer_id"]).first()
+        if customer is None:
+            raise CommandError(f"No customer {options['customer_id']}")
+        subscription = subscription_set_plan(customer=customer, plan=options["plan"])
+        try:
+            issued = license_get_or_issue(customer=customer, reason="manual plan change")
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from exc
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{customer.customer_id} now on {subscription.plan} ({subscription.status}); "
+                f"maxDevices {issued.claims['features']['maxDevices']}"
+            )
+        )
+
+    def _list(self, options):
+        rows = Customer.objects.select_related("subscription")[: options["limit"]]
+        header = (
+            f"{'CUSTOMER ID':<22} {'EMAIL':<32} {'PLAN':<13} {'STATUS':<9} {'ACTIVE':<6} CREATED"
+        )
+        self.stdout.write(header)
+        for customer in rows:
+            subscription = getattr(customer, "subscription", None)
+            self.stdout.write(
+                f"{customer.customer_id:<22} {customer.email[:32]:<32} "
+                f"{subscription.plan if subscription else '-':<13} "
+                f"{subscription.status if subscription else '-':<9} "
+                f"{'yes' if customer.is_active else 'no':<6} {customer.created_at:%Y-%m-%d}"
+            )

@@ -1,0 +1,97 @@
+"""Customers and the credentials that act for them or for staff."""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Lower
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def new_customer_id() -> str:
+    """`cust_` + 16 random base-36 characters (~82 bits): unguessable, URL-safe."""
+    return "cust_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
+
+
+class Customer(models.Model):
+    customer_id = models.CharField(
+        max_length=40, unique=True, default=new_customer_id, editable=False
+    )
+    email = models.EmailField(max_length=254)
+    company_name = models.CharField(max_length=200, blank=True)
+    full_name = models.CharField(max_length=200, blank=True)
+    # Django's password hash (never the password); empty when created by staff without one.
+    password = models.CharField(max_length=128, blank=True)
+    stripe_customer_id = models.CharField(max_length=255, blank=True, db_index=True)
+    is_active = models.BooleanField(default=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    scheduled_deletion = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="customer_email_unique_ci"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} <{self.email}>"
+
+    @property
+    def namespace(self) -> str:
+        """Kubernetes namespace of this customer's instance: `customer-` + first 8 of the id."""
+        return "customer-" + self.customer_id.removeprefix("cust_")[:8]
+
+
+class HashedKey(models.Model):
+    """A bearer secret stored as a lookup prefix plus SHA-256 of the whole secret.
+
+    The secret itself is shown once at creation and never stored, so a database
+    leak does not leak working credentials.
+    """
+
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    name = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class CustomerApiKey(HashedKey):
+    """`X-API-Key` of a customer instance; bound to exactly one customer."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="api_keys")
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "customer API key"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.customer.customer_id})"
+
+
+class StaffToken(HashedKey):
+    """Per-staff `Authorization: Bearer` token for scripts; acts as that staff user."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"

@@ -1,0 +1,135 @@
+"""License endpoints: fetch, public key, JWKS, history, revocation and revocation list."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api import PublicRateThrottle, StrictSerializer, api_doc, iso
+from customers import selectors
+from customers.auth import IsStaff, IsStaffOrCustomerInstance
+from licensing import services, signing
+from licensing.selectors import license_history
+
+
+class LicenseView(APIView):
+    permission_classes = [IsStaffOrCustomerInstance]
+
+    @api_doc(
+        "staff_or_customer",
+        "Get the customer's license (signed anew only when it changes)",
+        responses={200: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT},
+    )
+    def get(self, request, customer_id: str):
+        customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
+        issued = services.license_get_or_issue(customer=customer)
+        return Response({"license": issued.token, "decoded": issued.claims})
+
+
+class PublicKeyView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [PublicRateThrottle]
+
+    @api_doc(
+        "public",
+        "Current license public key (PEM)",
+        responses={(200, "application/x-pem-file"): str},
+    )
+    def get(self, request):
+        return HttpResponse(signing.current_public_pem(), content_type="application/x-pem-file")
+
+
+class JwksView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [PublicRateThrottle]
+
+    @api_doc(
+        "public",
+        "Every license key that still verifies, by kid (JWKS)",
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request):
+        return Response({"keys": signing.verification_keys()})
+
+
+class RevocationListView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [PublicRateThrottle]
+
+    @api_doc(
+        "public",
+        "Signed revocation list: a short-lived JWT whose `revoked` claim lists revoked jtis",
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request):
+        return Response({"revocations": services.revocation_list_token()})
+
+
+class LicenseHistoryView(APIView):
+    permission_classes = [IsStaffOrCustomerInstance]
+
+    @api_doc(
+        "staff_or_customer",
+        "License history (hashes, never tokens) with statistics",
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request, customer_id: str):
+        customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
+        rows, statistics = license_history(customer=customer)
+        return Response(
+            {
+                "customer_id": customer.customer_id,
+                "email": customer.email,
+                "history": [
+                    {
+                        "id": row.id,
+                        "action": row.action,
+                        "plan": row.plan,
+                        "max_devices": row.max_devices,
+                        "license_hash": row.license_hash or None,
+                        "generated_at": iso(row.generated_at),
+                        "expires_at": iso(row.expires_at),
+                        "metadata": row.metadata,
+                    }
+                    for row in rows
+                ],
+                "statistics": statistics,
+            }
+        )
+
+
+class RevokeInput(StrictSerializer):
+    reason = serializers.CharField(max_length=500)
+
+
+class LicenseRevokeView(APIView):
+    permission_classes = [IsStaff]
+
+    @api_doc(
+        "staff",
+        "Revoke the customer's license",
+        request=RevokeInput,
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def post(self, request, customer_id: str):
+        customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
+        data = RevokeInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        revocation = services.license_revoke(
+            customer=customer, reason=data.validated_data["reason"], actor=str(request.user)
+        )
+        return Response(
+            {
+                "message": "License revoked",
+                "customer_id": customer.customer_id,
+                "reason": revocation.reason,
+                "revoked_at": iso(revocation.revoked_at),
+            }
+        )
