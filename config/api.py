@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, serializers, status, throttling
 from rest_framework.pagination import PageNumberPagination
@@ -89,6 +90,16 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     if isinstance(exc, ApplicationError):
         set_rollback()
         return Response(error_body(exc.error, exc.message, exc.details), status=exc.status_code)
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response(
+            error_body(
+                "Payload too large",
+                f"The request body is larger than the limit of {limit} bytes.",
+                {"limit_bytes": limit},
+            ),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -155,22 +166,9 @@ def json_permission_denied(request, exception=None) -> JsonResponse:
 
 
 class LimitedJSONParser(JSONParser):
-    """JSON only, with a body-size cap and no crash on pathological nesting."""
+    """JSON that cannot crash the server with pathological nesting."""
 
     def parse(self, stream, media_type=None, parser_context=None):
-        request = (parser_context or {}).get("request")
-        if request is not None:
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0
-            limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-            if limit and length > limit:
-                raise ApplicationError(
-                    f"The request body is {length} bytes; the limit is {limit}.",
-                    error="Payload too large",
-                    status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-                )
         try:
             return super().parse(stream, media_type, parser_context)
         except RecursionError as exc:
@@ -225,7 +223,14 @@ class PageLimitPagination(PageNumberPagination):
 
 
 class _WindowThrottle(throttling.SimpleRateThrottle):
-    """SimpleRateThrottle that also reads windows like `100/15m` (the guide's 15 minutes)."""
+    """SimpleRateThrottle that reads windows like `100/15m` (the guide's 15 minutes).
+
+    The rate is read from settings (RATE_LIMIT_<SCOPE>) on each request rather than
+    frozen at import, so it can be changed per deployment and per test.
+    """
+
+    def get_rate(self):
+        return getattr(settings, f"RATE_LIMIT_{self.scope.upper()}")
 
     def parse_rate(self, rate):
         if rate is None:

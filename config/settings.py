@@ -164,6 +164,8 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# Development serves static files from the apps directly; production runs collectstatic.
+WHITENOISE_AUTOREFRESH = DEBUG
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -206,11 +208,8 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "DEFAULT_PARSER_CLASSES": ["config.api.LimitedJSONParser"],
-    "DEFAULT_THROTTLE_RATES": {
-        "public": RATE_LIMIT_PUBLIC,
-        "usage": RATE_LIMIT_USAGE,
-        "customer": RATE_LIMIT_CUSTOMER,
-    },
+    # Per-customer limit on API-key requests; public views set their per-IP throttle.
+    "DEFAULT_THROTTLE_CLASSES": ["config.api.CustomerRateThrottle"],
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "NUM_PROXIES": NUM_PROXIES or None,

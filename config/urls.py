@@ -16,6 +16,7 @@ urlpatterns = [
     path(".well-known/jwks.json", JwksView.as_view(), name="jwks"),
     path("api/", include("customers.urls")),
     path("api/", include("licensing.urls")),
+    path("api/", include("subscriptions.urls")),
 ]
 
 handler400 = "config.api.json_bad_request"

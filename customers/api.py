@@ -68,6 +68,7 @@ class CustomerListCreateView(APIView):
     @api_doc(
         "staff",
         "List customers",
+        operation_id="customers_list",
         parameters=[
             OpenApiParameter("page", int, description="1-based page"),
             OpenApiParameter("limit", int, description="page size, 1-100 (default 20)"),

@@ -1,0 +1,92 @@
+"""Shared fixtures. Tests run on DATABASE_URL / REDIS_URL when set (PostgreSQL and Redis in CI)."""
+
+from __future__ import annotations
+
+import os
+
+# Read by config.settings, which loads after this module: keeps test cache keys apart.
+os.environ.setdefault("CACHE_KEY_PREFIX", f"billing-test-{os.getpid()}")
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from licensing import signing
+
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def license_key_paths(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("keys")
+    private, public = directory / "private-key.pem", directory / "public-key.pem"
+    signing.write_key_pair(private, public)
+    return private, public
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(settings, license_key_paths, tmp_path):
+    """Each test: its own copy of the license keys, a known admin token, an empty cache."""
+    private, public = license_key_paths
+    key_dir = tmp_path / "keys"
+    key_dir.mkdir()
+    (key_dir / private.name).write_bytes(private.read_bytes())
+    (key_dir / private.name).chmod(0o600)
+    (key_dir / public.name).write_bytes(public.read_bytes())
+    settings.LICENSE_PRIVATE_KEY_PATH = key_dir / private.name
+    settings.LICENSE_PUBLIC_KEY_PATH = key_dir / public.name
+    settings.ADMIN_API_TOKEN = ADMIN_TOKEN
+    _clear_cache()
+    yield
+    _clear_cache()
+
+
+def _clear_cache() -> None:
+    """Delete only this run's keys: `cache.clear()` on Redis would flush the whole database."""
+    backend = cache._cache if hasattr(cache, "_cache") else None
+    if backend is not None and hasattr(backend, "get_client"):
+        client = backend.get_client(write=True)
+        keys = list(client.scan_iter(match=f"{cache.key_prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    else:
+        cache.clear()
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def staff_client() -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {ADMIN_TOKEN}")
+    return client
+
+
+@pytest.fixture
+def signup(api_client, db):
+    """Sign a customer up through the public API; returns the response JSON."""
+    counter = {"n": 0}
+
+    def _signup(**overrides) -> dict:
+        counter["n"] += 1
+        body = {
+            "email": f"owner{counter['n']}@example.com",
+            "company_name": f"Acme {counter['n']}",
+            "full_name": "Jo Owner",
+            "password": "SecurePass123",
+            **overrides,
+        }
+        response = api_client.post("/api/customers/signup", body, format="json")
+        assert response.status_code == 201, response.content
+        return response.json()
+
+    return _signup
+
+
+def customer_client(api_key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=api_key)
+    return client
