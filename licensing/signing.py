@@ -21,11 +21,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 
+from config.api import ApplicationError
 from licensing.verify import public_jwk
 
 
-class SigningKeyMissing(Exception):
-    pass
+class SigningKeyMissing(ApplicationError):
+    """The private key is not where settings say: a deployment fault, answered with 503."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, error="License signing unavailable", status_code=503)
 
 
 def write_key_pair(private_path: Path, public_path: Path, *, bits: int = 2048) -> str:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
+import copy
 import os
-
-# Read by config.settings, which loads after this module: keeps test cache keys apart.
-os.environ.setdefault("CACHE_KEY_PREFIX", f"billing-test-{os.getpid()}")
 
 import pytest
 from django.core.cache import cache
@@ -36,6 +34,10 @@ def _isolated_settings(settings, license_key_paths, tmp_path):
     settings.LICENSE_PRIVATE_KEY_PATH = key_dir / private.name
     settings.LICENSE_PUBLIC_KEY_PATH = key_dir / public.name
     settings.ADMIN_API_TOKEN = ADMIN_TOKEN
+    caches = copy.deepcopy(settings.CACHES)
+    # Test keys apart from a dev server's on the same Redis, so clearing them is safe.
+    caches["default"]["KEY_PREFIX"] = f"billing-test-{os.getpid()}"
+    settings.CACHES = caches
     _clear_cache()
     yield
     _clear_cache()
@@ -43,8 +45,8 @@ def _isolated_settings(settings, license_key_paths, tmp_path):
 
 def _clear_cache() -> None:
     """Delete only this run's keys: `cache.clear()` on Redis would flush the whole database."""
-    backend = cache._cache if hasattr(cache, "_cache") else None
-    if backend is not None and hasattr(backend, "get_client"):
+    backend = getattr(cache, "_cache", None)
+    if hasattr(backend, "get_client"):
         client = backend.get_client(write=True)
         keys = list(client.scan_iter(match=f"{cache.key_prefix}:*", count=1000))
         if keys:

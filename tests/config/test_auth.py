@@ -103,9 +103,7 @@ def test_customer_key_reads_its_own_customer(signup):
 )
 def test_customer_key_gets_404_for_another_customer(signup, path):
     alice, bob = signup(), signup()
-    response = customer_client(alice["api_key"]).get(
-        path.format(id=bob["customer"]["customer_id"])
-    )
+    response = customer_client(alice["api_key"]).get(path.format(id=bob["customer"]["customer_id"]))
     assert response.status_code == 404
     assert response.json()["error"] == "Not found"
     assert bob["customer"]["email"] not in response.content.decode()
@@ -115,7 +113,9 @@ def test_customer_key_cannot_revoke_another_customers_key(signup):
     alice, bob = signup(), signup()
     bob_id = bob["customer"]["customer_id"]
     bob_prefix = bob["api_key"].rsplit("_", 1)[0]
-    response = customer_client(alice["api_key"]).delete(f"/api/customers/{bob_id}/api-keys/{bob_prefix}")
+    response = customer_client(alice["api_key"]).delete(
+        f"/api/customers/{bob_id}/api-keys/{bob_prefix}"
+    )
     assert response.status_code == 404
     assert customer_client(bob["api_key"]).get(f"/api/customers/{bob_id}").status_code == 200
 
@@ -160,7 +160,9 @@ def test_webhook_refuses_staff_and_customer_credentials_without_signature(
     customer = signup()
     payload = json.dumps({"id": "evt_1", "type": "invoice.paid", "created": 1}).encode()
     for client in (staff_client, customer_client(customer["api_key"])):
-        response = client.post("/api/webhooks/stripe", data=payload, content_type="application/json")
+        response = client.post(
+            "/api/webhooks/stripe", data=payload, content_type="application/json"
+        )
         assert response.status_code == 400
         assert response.json()["error"] == "Invalid signature"
 
@@ -169,12 +171,22 @@ def test_webhook_accepts_a_stripe_signature_once_per_event(api_client, settings)
     settings.STRIPE_WEBHOOK_SECRETS = ["whsec_old", WEBHOOK_SECRET]
     payload = json.dumps({"id": "evt_2", "type": "invoice.paid", "created": 1}).encode()
     header = _signed(payload, WEBHOOK_SECRET)
-    first = api_client.post("/api/webhooks/stripe", data=payload, content_type="application/json",
-                            HTTP_STRIPE_SIGNATURE=header)
-    second = api_client.post("/api/webhooks/stripe", data=payload, content_type="application/json",
-                             HTTP_STRIPE_SIGNATURE=header)
-    assert first.status_code == 200 and first.json()["duplicate"] is False
-    assert second.status_code == 200 and second.json()["duplicate"] is True
+    first = api_client.post(
+        "/api/webhooks/stripe",
+        data=payload,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=header,
+    )
+    second = api_client.post(
+        "/api/webhooks/stripe",
+        data=payload,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=header,
+    )
+    assert first.status_code == 200
+    assert first.json()["duplicate"] is False
+    assert second.status_code == 200
+    assert second.json()["duplicate"] is True
 
 
 def test_webhook_refuses_a_bad_signature(api_client, settings):

@@ -9,8 +9,10 @@ def assert_error_shape(response, status_code):
     assert response.status_code == status_code, response.content
     body = response.json()
     assert set(body) == {"error", "message", "details"}
-    assert isinstance(body["error"], str) and body["error"]
-    assert isinstance(body["message"], str) and body["message"]
+    assert isinstance(body["error"], str)
+    assert body["error"]
+    assert isinstance(body["message"], str)
+    assert body["message"]
     assert isinstance(body["details"], dict)
     return body
 
@@ -60,27 +62,36 @@ def test_unknown_fields_are_rejected(api_client):
 
 @pytest.mark.parametrize("payload", ["[]", '"text"', "42", "null", '{"email": NaN}'])
 def test_non_object_or_non_standard_json_is_400(api_client, payload):
-    response = api_client.post("/api/customers/signup", data=payload, content_type="application/json")
+    response = api_client.post(
+        "/api/customers/signup", data=payload, content_type="application/json"
+    )
     assert_error_shape(response, 400)
 
 
 def test_deeply_nested_json_is_400_not_500(api_client):
     payload = "[" * 100_000 + "]" * 100_000
-    response = api_client.post("/api/customers/signup", data=payload, content_type="application/json")
+    response = api_client.post(
+        "/api/customers/signup", data=payload, content_type="application/json"
+    )
     assert_error_shape(response, 400)
 
 
 def test_oversized_body_is_413(api_client, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     payload = '{"email": "' + "a" * 2000 + '"}'
-    response = api_client.post("/api/customers/signup", data=payload, content_type="application/json")
+    response = api_client.post(
+        "/api/customers/signup", data=payload, content_type="application/json"
+    )
     body = assert_error_shape(response, 413)
     assert body["details"] == {"limit_bytes": 1000}
 
 
 def test_form_encoded_body_is_415(api_client):
-    response = api_client.post("/api/customers/signup", data="email=a@b.co",
-                               content_type="application/x-www-form-urlencoded")
+    response = api_client.post(
+        "/api/customers/signup",
+        data="email=a@b.co",
+        content_type="application/x-www-form-urlencoded",
+    )
     assert_error_shape(response, 415)
 
 
