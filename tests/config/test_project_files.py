@@ -1,0 +1,89 @@
+"""The files users run the project with stay consistent with the code."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _settings_variables() -> set[str]:
+    source = (ROOT / "config" / "settings.py").read_text()
+    return set(re.findall(r"""(?:env\.\w+|_secret)\(\s*["']([A-Z][A-Z0-9_]+)["']""", source))
+
+
+def test_every_settings_variable_is_documented_in_env_example():
+    documented = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(),
+                                re.MULTILINE))
+    variables = _settings_variables()
+    assert {"DATABASE_URL", "REDIS_URL", "REDIS_DB", "STRIPE_SECRET_KEY"} <= variables
+    assert variables - documented == set()
+
+
+def test_guide_variables_are_all_read_by_settings():
+    guide = {
+        "PORT", "DATABASE_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_PASSWORD",
+        "QUEUE_CONCURRENCY", "QUEUE_MAX_RETRY", "QUEUE_BACKOFF_DELAY", "STRIPE_SECRET_KEY",
+        "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_PRICE_STARTER",
+        "STRIPE_PRICE_PROFESSIONAL", "STRIPE_PRICE_ENTERPRISE", "LICENSE_PRIVATE_KEY_PATH",
+        "LICENSE_PUBLIC_KEY_PATH", "DEFAULT_TRIAL_DAYS", "BASE_DOMAIN", "HELM_CHART_PATH",
+        "SIMULATE_K8S_DEPLOYMENT", "ADMIN_API_TOKEN",
+    }
+    assert guide - _settings_variables() == set()
+
+
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+
+
+def test_compose_has_every_service_of_the_stack():
+    services = _compose()["services"]
+    assert {"postgres", "redis", "web", "worker", "beat", "flower", "stripe-cli"} <= set(services)
+
+
+def test_compose_commands_point_at_real_project_entry_points():
+    services = _compose()["services"]
+    commands = {name: " ".join(svc["command"]) if isinstance(svc.get("command"), list)
+                else svc.get("command", "") for name, svc in services.items()}
+    assert "config.wsgi:application" in commands["web"]
+    assert (ROOT / "config" / "wsgi.py").is_file()
+    for name in ("worker", "beat", "flower"):
+        assert "celery -A config" in commands[name], name
+    assert (ROOT / "config" / "celery.py").is_file()
+    assert "worker" in commands["worker"]
+    assert "django_celery_beat.schedulers:DatabaseScheduler" in commands["beat"]
+    assert "--url_prefix=admin/queues" in commands["flower"]
+    assert "--basic_auth" in commands["flower"]
+    assert "/api/webhooks/stripe" in commands["stripe-cli"]
+    assert "web:3100" in commands["stripe-cli"]
+
+
+def test_compose_app_services_share_one_configuration_and_wait_for_databases():
+    services = _compose()["services"]
+    for name in ("web", "worker", "beat", "flower"):
+        service = services[name]
+        assert service.get("build") or service.get("image"), name
+        env = service["environment"]
+        assert env["DATABASE_URL"].startswith("postgres://"), name
+        assert env["REDIS_URL"].startswith("redis://redis:6379"), name
+        assert env["DEBUG"] == "false", name
+        depends = service["depends_on"]
+        assert depends["postgres"]["condition"] == "service_healthy", name
+        assert depends["redis"]["condition"] == "service_healthy", name
+
+
+def test_dockerfile_runs_gunicorn_as_non_root_on_3100():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert dockerfile.count("FROM ") >= 2
+    assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
+    assert "requirements.txt" in dockerfile
+    assert "gunicorn" in dockerfile and "3100" in dockerfile
+    assert "collectstatic" in dockerfile
+
+
+def test_procfile_processes_use_the_project_apps():
+    procfile = (ROOT / "Procfile.dev").read_text()
+    for process in ("web:", "worker:", "beat:", "flower:"):
+        assert process in procfile
+    assert "--url_prefix=admin/queues" in procfile

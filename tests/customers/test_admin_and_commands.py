@@ -1,0 +1,103 @@
+import pytest
+from django.core.management import CommandError, call_command
+
+from customers.models import Customer
+from licensing.models import LicenseHistory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_browser(client, django_user_model):
+    user = django_user_model.objects.create_superuser("boss", "boss@example.com", "pw-" + "x" * 10)
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/customers/customer/",
+        "/admin/customers/customerapikey/",
+        "/admin/subscriptions/subscription/",
+        "/admin/licensing/licensehistory/",
+        "/admin/deployments/deployment/",
+    ],
+)
+def test_admin_changelists_render_with_data(staff_browser, signup, url):
+    signup()
+    response = staff_browser.get(url)
+    assert response.status_code == 200
+
+
+def test_admin_customer_search_and_filters(staff_browser, signup):
+    alice = signup(email="alice@example.com")
+    signup(email="bob@example.com")
+    response = staff_browser.get("/admin/customers/customer/?q=alice&subscription__status=trialing")
+    content = response.content.decode()
+    assert alice["customer"]["customer_id"] in content
+    assert "bob@example.com" not in content
+
+
+def test_admin_never_shows_key_secrets_and_history_is_read_only(staff_browser, signup):
+    body = signup()
+    customer = Customer.objects.get(customer_id=body["customer"]["customer_id"])
+    page = staff_browser.get(f"/admin/customers/customer/{customer.pk}/change/").content.decode()
+    assert body["api_key"] not in page
+    assert customer.api_keys.get().prefix in page
+    row = LicenseHistory.objects.get(customer=customer)
+    assert staff_browser.get("/admin/licensing/licensehistory/add/").status_code == 403
+    response = staff_browser.post(f"/admin/licensing/licensehistory/{row.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 403
+    assert LicenseHistory.objects.filter(pk=row.pk).exists()
+
+
+def test_admin_requires_staff(client, django_user_model):
+    user = django_user_model.objects.create_user("plain", password="pw-" + "x" * 10)
+    client.force_login(user)
+    response = client.get("/admin/customers/customer/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+def test_customer_command_add_list_upgrade(capsys):
+    call_command("customer", "add", "--email", "cli@example.com", "--name", "Cli User",
+                 "--company", "Cli Inc")
+    out = capsys.readouterr().out
+    customer = Customer.objects.get(email="cli@example.com")
+    assert customer.customer_id in out
+    assert "(shown once)" in out
+
+    call_command("customer", "list")
+    listing = capsys.readouterr().out
+    assert "cli@example.com" in listing and "trialing" in listing
+
+    call_command("customer", "upgrade", "--id", customer.customer_id, "--plan", "professional")
+    assert "maxDevices 50" in capsys.readouterr().out
+    customer.subscription.refresh_from_db()
+    assert (customer.subscription.plan, customer.subscription.status) == ("professional", "active")
+
+
+def test_customer_command_refuses_duplicates_and_unknown_ids():
+    call_command("customer", "add", "--email", "dup@example.com")
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("customer", "add", "--email", "DUP@example.com")
+    with pytest.raises(CommandError, match="No customer"):
+        call_command("customer", "upgrade", "--id", "cust_missing", "--plan", "starter")
+
+
+def test_ensure_staff_creates_one_login_once(capsys, django_user_model, monkeypatch):
+    monkeypatch.delenv("DJANGO_SUPERUSER_PASSWORD", raising=False)
+    call_command("ensure_staff")
+    assert "shown only this once" in capsys.readouterr().out
+    call_command("ensure_staff")
+    assert "exists" in capsys.readouterr().out
+    assert django_user_model.objects.filter(is_staff=True).count() == 1
+
+
+def test_staff_token_command_issues_a_working_token(api_client, django_user_model, capsys):
+    django_user_model.objects.create_user("ops", password="x" * 12, is_staff=True)
+    call_command("staff_token", "--user", "ops")
+    token = capsys.readouterr().out.strip()
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert api_client.get("/api/customers").status_code == 200
