@@ -23,24 +23,23 @@ API_VERSION: str = stripe.api_version
 _ALPHABET = string.ascii_letters + string.digits
 
 
-class StripeError(Exception):
+class ApiError(Exception):
     """A Stripe-shaped API error; the HTTP layer turns it into the ``{"error": ...}`` envelope."""
 
     def __init__(
         self,
         message: str,
+        param: str | None = None,
+        code: str | None = None,
         *,
         status: int = 400,
         type: str = "invalid_request_error",  # noqa: A002 - Stripe's own field name
-        code: str | None = None,
-        param: str | None = None,
         decline_code: str | None = None,
         should_retry: bool | None = None,
     ) -> None:
         super().__init__(message)
-        self.message, self.status, self.type = message, status, type
-        self.code, self.param, self.decline_code = code, param, decline_code
-        self.should_retry = should_retry
+        self.message, self.param, self.code, self.status = message, param, code, status
+        self.type, self.decline_code, self.should_retry = type, decline_code, should_retry
 
     def body(self) -> Obj:
         error: Obj = {"type": self.type, "message": self.message}
@@ -50,11 +49,9 @@ class StripeError(Exception):
         return {"error": error}
 
 
-def missing(kind: str, object_id: object, param: str = "id") -> StripeError:
+def missing(kind: str, object_id: object, param: str = "id") -> ApiError:
     """The 404 Stripe returns for an unknown id (``stripe`` raises InvalidRequestError)."""
-    return StripeError(
-        f"No such {kind}: '{object_id}'", status=404, code="resource_missing", param=param
-    )
+    return ApiError(f"No such {kind}: '{object_id}'", param, "resource_missing", status=404)
 
 
 def public(value: Any) -> Any:
@@ -144,15 +141,13 @@ class Store:
             if o["object"] == object_type and not o.get("deleted")
         ]
 
-    def page(self, items: list[Obj], url: str, params: Obj) -> Obj:
-        """Apply ``limit``/``starting_after``/``ending_before`` to a newest-first list."""
+    def page(self, items: list[Obj], params: Obj) -> Obj:
+        """Apply ``limit`` and ``starting_after`` (auto-pagination) to a newest-first list."""
         limit = max(1, min(100, int(params.get("limit") or 10)))
         ids = [o["id"] for o in items]
         if params.get("starting_after") in ids:
             items = items[ids.index(params["starting_after"]) + 1 :]
-        elif params.get("ending_before") in ids:
-            items = items[: ids.index(params["ending_before"])][-limit:]
-        result = list_object(items[:limit], url)
+        result = list_object(items[:limit], "")
         result["has_more"] = len(items) > limit
         return result
 

@@ -14,8 +14,9 @@ def _settings_variables() -> set[str]:
 
 
 def test_every_settings_variable_is_documented_in_env_example():
-    documented = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(),
-                                re.MULTILINE))
+    documented = set(
+        re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    )
     variables = _settings_variables()
     assert {"DATABASE_URL", "REDIS_URL", "REDIS_DB", "STRIPE_SECRET_KEY"} <= variables
     assert variables - documented == set()
@@ -23,12 +24,28 @@ def test_every_settings_variable_is_documented_in_env_example():
 
 def test_guide_variables_are_all_read_by_settings():
     guide = {
-        "PORT", "DATABASE_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_PASSWORD",
-        "QUEUE_CONCURRENCY", "QUEUE_MAX_RETRY", "QUEUE_BACKOFF_DELAY", "STRIPE_SECRET_KEY",
-        "STRIPE_PUBLISHABLE_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_PRICE_STARTER",
-        "STRIPE_PRICE_PROFESSIONAL", "STRIPE_PRICE_ENTERPRISE", "LICENSE_PRIVATE_KEY_PATH",
-        "LICENSE_PUBLIC_KEY_PATH", "DEFAULT_TRIAL_DAYS", "BASE_DOMAIN", "HELM_CHART_PATH",
-        "SIMULATE_K8S_DEPLOYMENT", "ADMIN_API_TOKEN",
+        "PORT",
+        "DATABASE_URL",
+        "REDIS_HOST",
+        "REDIS_PORT",
+        "REDIS_DB",
+        "REDIS_PASSWORD",
+        "QUEUE_CONCURRENCY",
+        "QUEUE_MAX_RETRY",
+        "QUEUE_BACKOFF_DELAY",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_PUBLISHABLE_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "STRIPE_PRICE_STARTER",
+        "STRIPE_PRICE_PROFESSIONAL",
+        "STRIPE_PRICE_ENTERPRISE",
+        "LICENSE_PRIVATE_KEY_PATH",
+        "LICENSE_PUBLIC_KEY_PATH",
+        "DEFAULT_TRIAL_DAYS",
+        "BASE_DOMAIN",
+        "HELM_CHART_PATH",
+        "SIMULATE_K8S_DEPLOYMENT",
+        "ADMIN_API_TOKEN",
     }
     assert guide - _settings_variables() == set()
 
@@ -44,8 +61,12 @@ def test_compose_has_every_service_of_the_stack():
 
 def test_compose_commands_point_at_real_project_entry_points():
     services = _compose()["services"]
-    commands = {name: " ".join(svc["command"]) if isinstance(svc.get("command"), list)
-                else svc.get("command", "") for name, svc in services.items()}
+    commands = {
+        name: " ".join(svc["command"])
+        if isinstance(svc.get("command"), list)
+        else svc.get("command", "")
+        for name, svc in services.items()
+    }
     assert "config.wsgi:application" in commands["web"]
     assert (ROOT / "config" / "wsgi.py").is_file()
     for name in ("worker", "beat", "flower"):
@@ -78,7 +99,8 @@ def test_dockerfile_runs_gunicorn_as_non_root_on_3100():
     assert dockerfile.count("FROM ") >= 2
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
     assert "requirements.txt" in dockerfile
-    assert "gunicorn" in dockerfile and "3100" in dockerfile
+    assert "gunicorn" in dockerfile
+    assert "3100" in dockerfile
     assert "collectstatic" in dockerfile
 
 

@@ -47,7 +47,9 @@ def test_admin_never_shows_key_secrets_and_history_is_read_only(staff_browser, s
     assert customer.api_keys.get().prefix in page
     row = LicenseHistory.objects.get(customer=customer)
     assert staff_browser.get("/admin/licensing/licensehistory/add/").status_code == 403
-    response = staff_browser.post(f"/admin/licensing/licensehistory/{row.pk}/delete/", {"post": "yes"})
+    response = staff_browser.post(
+        f"/admin/licensing/licensehistory/{row.pk}/delete/", {"post": "yes"}
+    )
     assert response.status_code == 403
     assert LicenseHistory.objects.filter(pk=row.pk).exists()
 
@@ -61,8 +63,16 @@ def test_admin_requires_staff(client, django_user_model):
 
 
 def test_customer_command_add_list_upgrade(capsys):
-    call_command("customer", "add", "--email", "cli@example.com", "--name", "Cli User",
-                 "--company", "Cli Inc")
+    call_command(
+        "customer",
+        "add",
+        "--email",
+        "cli@example.com",
+        "--name",
+        "Cli User",
+        "--company",
+        "Cli Inc",
+    )
     out = capsys.readouterr().out
     customer = Customer.objects.get(email="cli@example.com")
     assert customer.customer_id in out
@@ -70,7 +80,8 @@ def test_customer_command_add_list_upgrade(capsys):
 
     call_command("customer", "list")
     listing = capsys.readouterr().out
-    assert "cli@example.com" in listing and "trialing" in listing
+    assert "cli@example.com" in listing
+    assert "trialing" in listing
 
     call_command("customer", "upgrade", "--id", customer.customer_id, "--plan", "professional")
     assert "maxDevices 50" in capsys.readouterr().out

@@ -77,7 +77,7 @@ The customer id, required.
 Label-safe form of the customer id (labels allow [A-Za-z0-9_.-], 63 chars).
 */}}
 {{- define "customer-instance.customerIdLabel" -}}
-{{- include "customer-instance.customerId" . | regexReplaceAll "[^A-Za-z0-9_.-]" "-" | trunc 63 | trimAll "-_." }}
+{{- regexReplaceAll "[^A-Za-z0-9_.-]" (include "customer-instance.customerId" .) "-" | trunc 63 | trimAll "-_." }}
 {{- end }}
 
 {{/*
@@ -89,7 +89,8 @@ characters of customer.id after an optional "cust_" prefix
 {{- define "customer-instance.namespaceShort" -}}
 {{- $short := .Values.customer.namespaceShort }}
 {{- if not $short }}
-{{- $short = include "customer-instance.customerId" . | trimPrefix "cust_" | lower | regexReplaceAll "[^a-z0-9]" "" | trunc 8 }}
+{{- $id := include "customer-instance.customerId" . | trimPrefix "cust_" | lower }}
+{{- $short = regexReplaceAll "[^a-z0-9]" $id "" | trunc 8 }}
 {{- end }}
 {{- if not (regexMatch "^[a-z0-9]([a-z0-9-]*[a-z0-9])?$" $short) }}
 {{- fail (printf "customer.namespaceShort %q must be lowercase alphanumeric (DNS label)" $short) }}
