@@ -17,6 +17,8 @@ urlpatterns = [
     path("api/", include("customers.urls")),
     path("api/", include("licensing.urls")),
     path("api/", include("subscriptions.urls")),
+    path("api/", include("usage.urls")),
+    path("api/", include("deployments.urls")),
 ]
 
 handler400 = "config.api.json_bad_request"
