@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.health import health
 from licensing.api import JwksView
+from subscriptions.views import checkout_cancel, checkout_success
 
 admin.site.site_header = "Iotistic Billing"
 admin.site.site_title = "Iotistic Billing"
@@ -11,6 +12,8 @@ admin.site.site_title = "Iotistic Billing"
 urlpatterns = [
     path("health", health, name="health"),
     path("admin/", admin.site.urls),
+    path("checkout/success", checkout_success, name="checkout-success"),
+    path("checkout/cancel", checkout_cancel, name="checkout-cancel"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path(".well-known/jwks.json", JwksView.as_view(), name="jwks"),

@@ -26,6 +26,8 @@ from customers.serializers import (
 
 def signup_response(result: services.SignupResult) -> dict:
     deployment = result.deployment
+    # The Stripe customer may have been created after commit (in-process tasks).
+    result.customer.refresh_from_db(fields=["stripe_customer_id"])
     return {
         "customer": customer_out(result.customer),
         "subscription": subscription_out(result.subscription),

@@ -27,6 +27,8 @@ class Customer(models.Model):
     # Django's password hash (never the password); empty when created by staff without one.
     password = models.CharField(max_length=128, blank=True)
     stripe_customer_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # Why the Stripe customer could not be created yet (retried by a task); blank when fine.
+    stripe_sync_error = models.TextField(blank=True)
     is_active = models.BooleanField(default=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
     scheduled_deletion = models.DateTimeField(null=True, blank=True)

@@ -142,6 +142,7 @@ def customer_signup(
         if Customer.objects.filter(email__iexact=email).exists():
             _refuse_duplicate_email(email)
         raise
+    _enqueue_stripe_customer(customer)
     return SignupResult(
         customer=customer,
         subscription=subscription,
@@ -149,3 +150,21 @@ def customer_signup(
         license=issued,
         deployment=deployment,
     )
+
+
+def _enqueue_stripe_customer(customer: Customer) -> None:
+    """Create the Stripe customer off the request path; a broker outage is caught up by the
+    periodic sweep (the customer's blank stripe_customer_id is the record of what is owed)."""
+    import logging
+
+    from subscriptions import stripe_api
+    from subscriptions.tasks import customer_stripe_sync_task
+
+    if not stripe_api.is_configured():
+        return
+    try:
+        customer_stripe_sync_task.delay(customer.pk)
+    except Exception:  # a broker outage must not fail a signup that is already committed
+        logging.getLogger(__name__).warning(
+            "Could not enqueue the Stripe customer of %s; the sweep will", customer.customer_id
+        )

@@ -1,29 +1,234 @@
-"""Subscription endpoints and the Stripe webhook."""
+"""Subscription endpoints (the guide's paths and bodies) and the Stripe webhook."""
 
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
 from rest_framework import status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import ApplicationError, api_doc
-from subscriptions import stripe_api, webhooks
+from config.api import ApplicationError, api_doc, error_body
+from customers.auth import IsStaff, IsStaffOrCustomerInstance
+from customers.selectors import customer_get_for
+from subscriptions import refunds, serializers, services, stripe_api, webhooks
+from subscriptions.models import Refund
+
+OBJ = OpenApiTypes.OBJECT
+
+
+def _input(serializer_class, request):
+    data = serializer_class(data=request.data)
+    data.is_valid(raise_exception=True)
+    values = dict(data.validated_data)
+    customer = customer_get_for(user=request.user, customer_id=values.pop("customer_id"))
+    return customer, values
+
+
+class CheckoutView(APIView):
+    permission_classes = [IsStaffOrCustomerInstance]
+
+    @api_doc(
+        "staff_or_customer",
+        "Create a Stripe Checkout session for a paid plan",
+        request=serializers.CheckoutInput,
+        responses={200: OBJ},
+    )
+    def post(self, request):
+        customer, values = _input(serializers.CheckoutInput, request)
+        success = (
+            values.get("success_url")
+            or request.build_absolute_uri("/checkout/success") + "?session_id={CHECKOUT_SESSION_ID}"
+        )
+        cancel = values.get("cancel_url") or request.build_absolute_uri("/checkout/cancel")
+        session = services.checkout_session_start(
+            customer=customer, plan=values["plan"], success_url=success, cancel_url=cancel
+        )
+        return Response(session)
+
+
+class SubscriptionDetailView(APIView):
+    permission_classes = [IsStaffOrCustomerInstance]
+
+    @api_doc("staff_or_customer", "Get the customer's subscription", responses={200: OBJ})
+    def get(self, request, customer_id: str):
+        customer = customer_get_for(user=request.user, customer_id=customer_id)
+        return Response({"subscription": serializers.subscription_out(customer.subscription)})
+
+
+class UpgradeView(APIView):
+    permission_classes = [IsStaffOrCustomerInstance]
+
+    @api_doc(
+        "staff_or_customer",
+        "Change to another paid plan now, with Stripe proration",
+        request=serializers.UpgradeInput,
+        responses={200: OBJ},
+    )
+    def post(self, request):
+        customer, values = _input(serializers.UpgradeInput, request)
+        subscription = services.subscription_upgrade(customer=customer, new_plan=values["new_plan"])
+        return Response(
+            {
+                "message": f"Subscription changed to {subscription.plan}",
+                "subscription": serializers.subscription_out(subscription),
+            }
+        )
+
+
+class CancelView(APIView):
+    """Legacy: cancel now without refund."""
+
+    permission_classes = [IsStaffOrCustomerInstance]
+
+    @api_doc(
+        "staff_or_customer",
+        "Cancel immediately without refund (legacy)",
+        request=serializers.CustomerInput,
+        responses={200: OBJ},
+    )
+    def post(self, request):
+        customer, _ = _input(serializers.CustomerInput, request)
+        subscription = services.subscription_cancel_now(customer=customer, actor=str(request.user))
+        return Response(
+            {
+                "message": "Subscription canceled immediately",
+                "subscription": serializers.subscription_out(subscription),
+            }
+        )
+
+
+class CancelAtPeriodEndView(APIView):
+    permission_classes = [IsStaffOrCustomerInstance]
+    cancel = True
+    message = "Subscription will cancel at period end"
+
+    @api_doc(
+        "staff_or_customer",
+        "Cancel at the end of the paid period (graceful)",
+        request=serializers.CustomerInput,
+        responses={200: OBJ},
+    )
+    def post(self, request):
+        customer, _ = _input(serializers.CustomerInput, request)
+        subscription = services.subscription_cancel_at_period_end(
+            customer=customer, cancel=self.cancel
+        )
+        return Response(
+            {"message": self.message, "subscription": serializers.subscription_out(subscription)}
+        )
+
+
+class KeepView(CancelAtPeriodEndView):
+    cancel = False
+    message = "Subscription will continue"
+
+    @api_doc(
+        "staff_or_customer",
+        "Keep: undo a cancellation at period end",
+        request=serializers.CustomerInput,
+        responses={200: OBJ},
+    )
+    def post(self, request):
+        return super().post(request)
+
+
+class CancelImmediateView(APIView):
+    permission_classes = [IsStaffOrCustomerInstance]
+
+    @api_doc(
+        "staff_or_customer",
+        "Cancel immediately, optionally with a refund",
+        description="A refund (`issue_refund: true`) needs staff credentials; without "
+        "`refund_amount` the refund is pro-rated.",
+        request=serializers.CancelImmediateInput,
+        responses={200: OBJ},
+    )
+    def post(self, request):
+        customer, values = _input(serializers.CancelImmediateInput, request)
+        if values["issue_refund"] and not IsStaff().has_permission(request, self):
+            raise PermissionDenied("Refunds are issued by staff only.")
+        subscription = services.subscription_cancel_now(customer=customer, actor=str(request.user))
+        refund = None
+        if values["issue_refund"]:
+            amount = values.get("refund_amount")
+            refund = refunds.refund_request(
+                customer=customer,
+                reason=values["refund_reason"],
+                amount=amount,
+                use_prorated=amount is None,
+                description="Refund on immediate cancellation",
+                client_key=request.headers.get("Idempotency-Key", ""),
+                actor=str(request.user),
+            ).refund
+        return Response(
+            {
+                "message": "Subscription canceled immediately",
+                "subscription": serializers.subscription_out(subscription),
+                "refund": serializers.refund_summary(refund) if refund else None,
+            }
+        )
+
+
+class RefundView(APIView):
+    permission_classes = [IsStaff]
+
+    @api_doc(
+        "staff",
+        "Issue a refund without canceling",
+        description="`amount` in cents, or `use_prorated`, or neither for all that remains "
+        "refundable. An `Idempotency-Key` header makes retries safe for 24 h; identical "
+        "requests without one within 10 minutes return the first refund.",
+        request=serializers.RefundInput,
+        responses={200: OBJ},
+    )
+    def post(self, request):
+        customer, values = _input(serializers.RefundInput, request)
+        result = refunds.refund_request(
+            customer=customer,
+            reason=values["reason"],
+            amount=values.get("amount"),
+            use_prorated=values["use_prorated"],
+            description=values["description"],
+            client_key=request.headers.get("Idempotency-Key", ""),
+            actor=str(request.user),
+        )
+        return Response(
+            {
+                "message": "Refund already issued for this request"
+                if result.duplicate
+                else "Refund issued successfully",
+                "duplicate": result.duplicate,
+                "refund": serializers.refund_summary(result.refund),
+            }
+        )
+
+
+class RefundListView(APIView):
+    permission_classes = [IsStaffOrCustomerInstance]
+
+    @api_doc("staff_or_customer", "Refund history", responses={200: OBJ})
+    def get(self, request, customer_id: str):
+        customer = customer_get_for(user=request.user, customer_id=customer_id)
+        rows = Refund.objects.filter(customer=customer).select_related("customer")
+        return Response({"refunds": [serializers.refund_out(r) for r in rows]})
 
 
 class StripeWebhookView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
+    throttle_classes: list = []
     parser_classes: list = []  # the raw body is what Stripe signed
 
     @api_doc(
         "stripe",
         "Stripe webhook",
-        request=OpenApiTypes.OBJECT,
-        responses={200: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT},
-        description="Each event is stored once by its id; a redelivery answers 200 and "
-        "changes nothing.",
+        request=OBJ,
+        responses={200: OBJ, 400: OBJ, 500: OBJ},
+        description="Each event is stored once by its id and applied once; a redelivery "
+        "answers 200 and changes nothing. A failed handler answers 500 so Stripe retries; "
+        "staff can also replay it from the admin.",
     )
     def post(self, request):
         try:
@@ -33,7 +238,22 @@ class StripeWebhookView(APIView):
         except stripe_api.WebhookSignatureError as exc:
             raise ApplicationError(str(exc), error="Invalid signature") from exc
         record, created = webhooks.stripe_event_record(event=event)
+        try:
+            record = webhooks.stripe_event_process(event_id=record.pk)
+        except Exception:
+            return Response(
+                error_body(
+                    "Webhook handler failed",
+                    f"Event {record.stripe_event_id} was stored but could not be applied; "
+                    "Stripe will retry.",
+                ),
+                status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+            )
         return Response(
-            {"received": True, "duplicate": not created, "id": record.stripe_event_id},
-            status=status.HTTP_200_OK,
+            {
+                "received": True,
+                "duplicate": not created,
+                "id": record.stripe_event_id,
+                "status": record.status,
+            }
         )

@@ -1,16 +1,29 @@
-"""Writes for the local subscription record."""
+"""Writes for subscriptions: trials, Stripe checkout, plan changes, cancellations.
+
+Stripe is the source of truth for paid subscriptions: we call it, then apply what it
+answered (and what its webhooks later say) to the local row with `subscription_apply_stripe`.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import hashlib
+import logging
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
+from rest_framework import status
 
+from config.api import ApplicationError
 from customers.models import Customer
+from subscriptions import stripe_api
 from subscriptions.models import Subscription
-from subscriptions.plans import ASSIGNABLE_PLANS, SIGNUP_PLAN
+from subscriptions.plans import ASSIGNABLE_PLANS, PAID_PLANS, PLANS, SIGNUP_PLAN
+
+logger = logging.getLogger(__name__)
+CANCELED_BY_SUBSCRIPTION = "subscription-canceled"
 
 
 def subscription_start_trial(*, customer: Customer, trial_days: int | None = None) -> Subscription:
@@ -43,4 +56,281 @@ def subscription_set_plan(*, customer: Customer, plan: str, period_days: int = 3
         subscription.current_period_start = now
         subscription.current_period_end = now + timedelta(days=period_days)
     subscription.save()
+    return subscription
+
+
+# ---------------------------------------------------------------- Stripe customer
+def customer_stripe_ensure(*, customer: Customer) -> str:
+    """The customer's Stripe id, creating the Stripe customer once (idempotent by our id)."""
+    if customer.stripe_customer_id:
+        return customer.stripe_customer_id
+    try:
+        stripe_id = stripe_api.customer_create(
+            customer_id=customer.customer_id,
+            email=customer.email,
+            name=customer.company_name or customer.full_name,
+        )
+    except stripe_api.StripeError as exc:
+        Customer.objects.filter(pk=customer.pk).update(stripe_sync_error=exc.user_message[:1000])
+        raise
+    Customer.objects.filter(pk=customer.pk).update(
+        stripe_customer_id=stripe_id, stripe_sync_error=""
+    )
+    customer.stripe_customer_id = stripe_id
+    return stripe_id
+
+
+def _stripe_failure(exc: stripe_api.StripeError) -> ApplicationError:
+    if exc.retryable:
+        return ApplicationError(
+            f"Stripe is unavailable: {exc.user_message}. Nothing was changed; retry later.",
+            error="Payment provider unavailable",
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    return ApplicationError(
+        exc.user_message,
+        error="Payment provider refused",
+        status_code=status.HTTP_402_PAYMENT_REQUIRED,
+        details={"code": exc.code} if exc.code else None,
+    )
+
+
+def _require_stripe() -> None:
+    if not stripe_api.is_configured():
+        raise ApplicationError(
+            "Stripe is not configured (STRIPE_SECRET_KEY).",
+            error="Payment provider unavailable",
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+
+
+def _price_for(plan: str) -> str:
+    return stripe_api.price_id_for_plan(plan, PLANS[plan].stripe_lookup_key)
+
+
+# ---------------------------------------------------------------- checkout
+def checkout_session_start(
+    *, customer: Customer, plan: str, success_url: str, cancel_url: str
+) -> dict:
+    """A Stripe Checkout session for `plan`. The same request within Stripe's 24 h idempotency
+    window returns the same session instead of a second one."""
+    _require_stripe()
+    if plan not in PAID_PLANS:
+        raise ApplicationError(f"Plan {plan!r} cannot be bought.", error="Invalid plan")
+    subscription = customer.subscription
+    if subscription.stripe_subscription_id and subscription.status in ("active", "past_due"):
+        raise ApplicationError(
+            f"{customer.customer_id} already has a paid subscription; use upgrade to change plan.",
+            error="Subscription exists",
+            status_code=status.HTTP_409_CONFLICT,
+        )
+    request_hash = hashlib.sha256(f"{plan}|{success_url}|{cancel_url}".encode()).hexdigest()[:16]
+    try:
+        stripe_customer_id = customer_stripe_ensure(customer=customer)
+        session = stripe_api.checkout_session_create(
+            stripe_customer_id=stripe_customer_id,
+            price_id=_price_for(plan),
+            success_url=success_url,
+            cancel_url=cancel_url,
+            customer_id=customer.customer_id,
+            plan=plan,
+            idempotency_key=f"checkout:{customer.customer_id}:{subscription.revision}:{request_hash}",
+        )
+    except stripe_api.StripeError as exc:
+        raise _stripe_failure(exc) from exc
+    return {"session_id": session["id"], "checkout_url": session["url"]}
+
+
+# ---------------------------------------------------------------- applying Stripe state
+def _ts(value) -> datetime | None:
+    return datetime.fromtimestamp(value, tz=UTC) if value else None
+
+
+def _plan_of(stripe_sub: dict) -> str | None:
+    items = (stripe_sub.get("items") or {}).get("data") or []
+    price = items[0].get("price") if items else None
+    if isinstance(price, dict):
+        for plan in PAID_PLANS:
+            if price.get("lookup_key") == PLANS[plan].stripe_lookup_key:
+                return plan
+            if price.get("id") and price["id"] == getattr(settings, f"STRIPE_PRICE_{plan.upper()}"):
+                return plan
+    plan = (stripe_sub.get("metadata") or {}).get("plan")
+    return plan if plan in PAID_PLANS else None
+
+
+def _period(stripe_sub: dict) -> tuple[datetime | None, datetime | None]:
+    start, end = stripe_sub.get("current_period_start"), stripe_sub.get("current_period_end")
+    items = (stripe_sub.get("items") or {}).get("data") or []
+    if not end and items:  # newer API versions keep the period on the item
+        start, end = items[0].get("current_period_start"), items[0].get("current_period_end")
+    return _ts(start), _ts(end)
+
+
+@transaction.atomic
+def subscription_apply_stripe(
+    *, customer: Customer, stripe_sub: dict, event_at: datetime | None = None
+) -> tuple[Subscription, bool]:
+    """Make the local row say what Stripe says; (row, entitlement changed).
+
+    An event older than the newest one applied is ignored, so Stripe's retries and
+    reordering never roll the state back.
+    """
+    subscription = Subscription.objects.select_for_update().get(customer=customer)
+    if event_at and subscription.stripe_event_at and event_at < subscription.stripe_event_at:
+        return subscription, False
+    before = (subscription.plan, subscription.status, subscription.current_period_end)
+    plan = _plan_of(stripe_sub) or subscription.plan
+    subscription.plan = plan
+    subscription.status = stripe_sub.get("status") or subscription.status
+    subscription.stripe_subscription_id = stripe_sub["id"]
+    items = (stripe_sub.get("items") or {}).get("data") or []
+    if items and isinstance(items[0].get("price"), dict):
+        subscription.stripe_price_id = items[0]["price"]["id"]
+    subscription.current_period_start, subscription.current_period_end = _period(stripe_sub)
+    subscription.cancel_at_period_end = bool(stripe_sub.get("cancel_at_period_end"))
+    subscription.canceled_at = _ts(stripe_sub.get("canceled_at"))
+    subscription.trial_ends_at = _ts(stripe_sub.get("trial_end")) or subscription.trial_ends_at
+    if event_at:
+        subscription.stripe_event_at = max(event_at, subscription.stripe_event_at or event_at)
+    subscription.save()
+    changed = before != (subscription.plan, subscription.status, subscription.current_period_end)
+    if changed:
+        transaction.on_commit(lambda: license_refresh(customer=customer, reason="stripe"))
+    return subscription, changed
+
+
+def subscription_record_payment(*, customer: Customer, invoice: dict) -> None:
+    """Remember the current period's payment: what a refund is made against."""
+    reference = stripe_api.invoice_payment_reference(invoice)
+    created = int(invoice.get("created") or 0)
+    # A late delivery of an older invoice must not replace the current period's payment.
+    Subscription.objects.filter(customer=customer, latest_invoice_created__lte=created).update(
+        latest_invoice_id=invoice["id"],
+        latest_amount_paid=invoice.get("amount_paid") or 0,
+        latest_payment_reference=reference,
+        latest_invoice_created=created,
+    )
+
+
+def license_refresh(*, customer: Customer, reason: str) -> None:
+    """Re-sign the license after a change of plan or status (logged as upgrade/downgrade).
+
+    A subscription that is active again lifts a revocation that its cancellation made;
+    a revocation by staff stays.
+    """
+    from licensing.models import LicenseRevocation
+    from licensing.services import license_get_or_issue, license_restore
+
+    customer = Customer.objects.select_related("subscription").get(pk=customer.pk)
+    if (
+        customer.subscription.status in ("active", "trialing", "past_due")
+        and LicenseRevocation.objects.filter(
+            customer=customer, revoked_by=CANCELED_BY_SUBSCRIPTION
+        ).exists()
+    ):
+        license_restore(customer=customer, actor="stripe")
+    try:
+        license_get_or_issue(customer=customer, reason=reason)
+    except ApplicationError:
+        logger.info("License of %s not re-issued: revoked", customer.customer_id)
+
+
+def _locked(customer: Customer) -> Subscription:
+    return Subscription.objects.select_for_update().get(customer=customer)
+
+
+def _paid_subscription(customer: Customer) -> Subscription:
+    subscription = customer.subscription
+    if not subscription.stripe_subscription_id or subscription.status == "canceled":
+        raise ApplicationError(
+            f"{customer.customer_id} has no paid subscription"
+            + (
+                " (still on the trial; use checkout)." if subscription.status == "trialing" else "."
+            ),
+            error="No active subscription",
+            status_code=status.HTTP_409_CONFLICT,
+        )
+    return subscription
+
+
+def _bump_revision(subscription: Subscription) -> None:
+    Subscription.objects.filter(pk=subscription.pk).update(revision=F("revision") + 1)
+
+
+# ---------------------------------------------------------------- plan change
+def subscription_upgrade(*, customer: Customer, new_plan: str) -> Subscription:
+    """Change plan now with Stripe's proration; the license is re-issued and logged."""
+    _require_stripe()
+    if new_plan not in PAID_PLANS:
+        raise ApplicationError(f"Plan {new_plan!r} cannot be bought.", error="Invalid plan")
+    subscription = _paid_subscription(customer)
+    if subscription.plan == new_plan:
+        raise ApplicationError(
+            f"{customer.customer_id} is already on {new_plan}.",
+            error="No change",
+            status_code=status.HTTP_409_CONFLICT,
+        )
+    try:
+        current = stripe_api.subscription_retrieve(subscription.stripe_subscription_id)
+        item_id = current["items"]["data"][0]["id"]
+        price_id = _price_for(new_plan)
+        updated = stripe_api.subscription_change_price(
+            subscription_id=subscription.stripe_subscription_id,
+            item_id=item_id,
+            price_id=price_id,
+            plan=new_plan,
+            idempotency_key=f"upgrade:{subscription.stripe_subscription_id}:{subscription.revision}:{new_plan}",
+        )
+    except stripe_api.StripeError as exc:
+        raise _stripe_failure(exc) from exc
+    _bump_revision(subscription)
+    subscription, _ = subscription_apply_stripe(customer=customer, stripe_sub=updated)
+    return subscription
+
+
+# ---------------------------------------------------------------- cancellation
+def subscription_cancel_at_period_end(*, customer: Customer, cancel: bool) -> Subscription:
+    """Graceful cancel (True) or keep (False); the customer keeps access until the period ends."""
+    _require_stripe()
+    subscription = _paid_subscription(customer)
+    if subscription.cancel_at_period_end == cancel:
+        return subscription
+    try:
+        updated = stripe_api.subscription_set_cancel_at_period_end(
+            subscription_id=subscription.stripe_subscription_id,
+            cancel=cancel,
+            idempotency_key=f"cape:{subscription.stripe_subscription_id}:{subscription.revision}:{int(cancel)}",
+        )
+    except stripe_api.StripeError as exc:
+        raise _stripe_failure(exc) from exc
+    _bump_revision(subscription)
+    subscription, _ = subscription_apply_stripe(customer=customer, stripe_sub=updated)
+    return subscription
+
+
+def subscription_cancel_now(*, customer: Customer, actor: str) -> Subscription:
+    """Cancel at once and revoke the license (access ends now). Safe to repeat."""
+    from licensing.services import license_revoke
+
+    _require_stripe()
+    subscription = customer.subscription
+    if not subscription.stripe_subscription_id:
+        raise ApplicationError(
+            f"{customer.customer_id} has no paid subscription to cancel.",
+            error="No active subscription",
+            status_code=status.HTTP_409_CONFLICT,
+        )
+    if subscription.status != Subscription.Status.CANCELED:
+        try:
+            canceled = stripe_api.subscription_cancel(
+                subscription_id=subscription.stripe_subscription_id,
+                idempotency_key=f"cancel:{subscription.stripe_subscription_id}",
+            )
+        except stripe_api.StripeError as exc:
+            raise _stripe_failure(exc) from exc
+        subscription, _ = subscription_apply_stripe(customer=customer, stripe_sub=canceled)
+    license_revoke(
+        customer=customer, reason="Subscription canceled", actor=CANCELED_BY_SUBSCRIPTION
+    )
     return subscription

@@ -1,20 +1,262 @@
-"""The only module that imports `stripe`: small typed functions over the Stripe API."""
+"""The only module that imports `stripe`: small typed functions over the Stripe API.
+
+Every create or update passes an `idempotency_key` built by the caller from our own ids,
+so a retried request never charges, refunds or cancels twice. Results are plain dicts.
+"""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import stripe
 from django.conf import settings
+from django.core.cache import cache
 
 # Stripe's default: a signed webhook older than this is refused (replay protection).
 WEBHOOK_TOLERANCE_SECONDS = 300
+PRODUCT_DESCRIPTIONS = {
+    "starter": "Up to 10 devices",
+    "professional": "Up to 50 devices",
+    "enterprise": "Unlimited devices",
+}
+
+
+class StripeNotConfigured(Exception):
+    pass
+
+
+class StripeError(Exception):
+    """Stripe refused or failed. `user_message` is safe to show; `retryable` says whether
+    the same request may succeed later."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        http_status: int | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.user_message = message
+        self.code = code
+        self.http_status = http_status
+        self.retryable = retryable
 
 
 class WebhookSignatureError(Exception):
     pass
 
 
+def is_configured() -> bool:
+    return bool(settings.STRIPE_SECRET_KEY)
+
+
+def _client() -> stripe.StripeClient:
+    if not is_configured():
+        raise StripeNotConfigured("STRIPE_SECRET_KEY is not set.")
+    base = {"api": settings.STRIPE_API_BASE} if settings.STRIPE_API_BASE else None
+    return stripe.StripeClient(
+        settings.STRIPE_SECRET_KEY,
+        base_addresses=base,
+        # The library retries network errors and 409/429/5xx itself, with the same idempotency key.
+        max_network_retries=settings.STRIPE_MAX_NETWORK_RETRIES,
+    )
+
+
+def _call(method, *args, idempotency_key: str | None = None, **params) -> dict:
+    options = {"idempotency_key": idempotency_key} if idempotency_key else None
+    try:
+        result = method(*args, params=params or None, options=options)
+    except stripe.StripeError as exc:
+        status = getattr(exc, "http_status", None)
+        raise StripeError(
+            exc.user_message or str(exc),
+            code=getattr(exc, "code", "") or "",
+            http_status=status,
+            retryable=isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError)
+            or (status is not None and status >= 500),
+        ) from exc
+    return result.to_dict()
+
+
+# ---------------------------------------------------------------- customers
+def customer_create(*, customer_id: str, email: str, name: str) -> str:
+    client = _client()
+    created = _call(
+        client.v1.customers.create,
+        idempotency_key=f"customer-create:{customer_id}",
+        email=email,
+        name=name,
+        metadata={"customer_id": customer_id},
+    )
+    return created["id"]
+
+
+# ---------------------------------------------------------------- products and prices
+def price_id_for_plan(plan: str, lookup_key: str) -> str:
+    """STRIPE_PRICE_<PLAN> if set, else the active price with the plan's lookup key."""
+    override = getattr(settings, f"STRIPE_PRICE_{plan.upper()}", "")
+    if override:
+        return override
+    cache_key = f"stripe:price:{lookup_key}"
+    if cached := cache.get(cache_key):
+        return cached
+    client = _client()
+    prices = _call(client.v1.prices.list, lookup_keys=[lookup_key], active=True, limit=1)
+    if not prices["data"]:
+        raise StripeError(
+            f"No Stripe price with lookup key {lookup_key}; run `manage.py stripe_setup`.",
+            code="price_missing",
+        )
+    price_id = prices["data"][0]["id"]
+    cache.set(cache_key, price_id, timeout=3600)
+    return price_id
+
+
+def price_ensure(
+    *, lookup_key: str, product_name: str, description: str, unit_amount: int
+) -> tuple[str, bool]:
+    """The monthly USD price with `lookup_key`, made with its product if missing; (id, new)."""
+    client = _client()
+    existing = _call(client.v1.prices.list, lookup_keys=[lookup_key], limit=1)
+    if existing["data"]:
+        return existing["data"][0]["id"], False
+    product = _call(
+        client.v1.products.create,
+        idempotency_key=f"setup-product:{lookup_key}",
+        name=product_name,
+        description=description,
+    )
+    price = _call(
+        client.v1.prices.create,
+        idempotency_key=f"setup-price:{lookup_key}",
+        product=product["id"],
+        currency="usd",
+        unit_amount=unit_amount,
+        recurring={"interval": "month"},
+        lookup_key=lookup_key,
+    )
+    return price["id"], True
+
+
+# ---------------------------------------------------------------- checkout
+def checkout_session_create(
+    *,
+    stripe_customer_id: str,
+    price_id: str,
+    success_url: str,
+    cancel_url: str,
+    customer_id: str,
+    plan: str,
+    idempotency_key: str,
+) -> dict:
+    client = _client()
+    return _call(
+        client.v1.checkout.sessions.create,
+        idempotency_key=idempotency_key,
+        mode="subscription",
+        customer=stripe_customer_id,
+        line_items=[{"price": price_id, "quantity": 1}],
+        success_url=success_url,
+        cancel_url=cancel_url,
+        client_reference_id=customer_id,
+        metadata={"customer_id": customer_id, "plan": plan},
+        subscription_data={"metadata": {"customer_id": customer_id, "plan": plan}},
+    )
+
+
+# ---------------------------------------------------------------- subscriptions
+def subscription_retrieve(subscription_id: str) -> dict:
+    client = _client()
+    return _call(client.v1.subscriptions.retrieve, subscription_id)
+
+
+def subscription_change_price(
+    *, subscription_id: str, item_id: str, price_id: str, plan: str, idempotency_key: str
+) -> dict:
+    """Move the subscription to another price now; Stripe prorates and invoices the difference."""
+    client = _client()
+    return _call(
+        client.v1.subscriptions.update,
+        subscription_id,
+        idempotency_key=idempotency_key,
+        items=[{"id": item_id, "price": price_id}],
+        proration_behavior="always_invoice",
+        metadata={"plan": plan},
+    )
+
+
+def subscription_set_cancel_at_period_end(
+    *, subscription_id: str, cancel: bool, idempotency_key: str
+) -> dict:
+    client = _client()
+    return _call(
+        client.v1.subscriptions.update,
+        subscription_id,
+        idempotency_key=idempotency_key,
+        cancel_at_period_end=cancel,
+    )
+
+
+def subscription_cancel(*, subscription_id: str, idempotency_key: str) -> dict:
+    client = _client()
+    try:
+        return _call(
+            client.v1.subscriptions.cancel, subscription_id, idempotency_key=idempotency_key
+        )
+    except StripeError as exc:
+        # Already canceled (e.g. a retry after our crash, with a new key): that is the goal state.
+        if exc.http_status == 400 and "cancel" in exc.user_message.lower():
+            return subscription_retrieve(subscription_id)
+        raise
+
+
+# ---------------------------------------------------------------- payments and refunds
+def latest_paid_invoice(subscription_id: str) -> dict | None:
+    client = _client()
+    invoices = _call(client.v1.invoices.list, subscription=subscription_id, status="paid", limit=1)
+    return invoices["data"][0] if invoices["data"] else None
+
+
+def invoice_payment_reference(invoice: dict) -> dict:
+    """What to refund an invoice against: {"charge": id} or {"payment_intent": id}.
+
+    Older API versions put `charge`/`payment_intent` on the invoice; newer ones list
+    payments under `payments`. Both are read.
+    """
+    if invoice.get("charge"):
+        return {"charge": invoice["charge"]}
+    if invoice.get("payment_intent"):
+        return {"payment_intent": invoice["payment_intent"]}
+    for payment in (invoice.get("payments") or {}).get("data", []):
+        intent = (payment.get("payment") or {}).get("payment_intent")
+        if intent:
+            return {"payment_intent": intent}
+    return {}
+
+
+def refund_create(
+    *, reference: dict, amount: int, reason: str, metadata: dict, idempotency_key: str
+) -> dict:
+    client = _client()
+    return _call(
+        client.v1.refunds.create,
+        idempotency_key=idempotency_key,
+        amount=amount,
+        reason=reason,
+        metadata=metadata,
+        **reference,
+    )
+
+
+def refunds_for_charge(charge_id: str) -> list[dict]:
+    client = _client()
+    return _call(client.v1.refunds.list, charge=charge_id, limit=100)["data"]
+
+
+# ---------------------------------------------------------------- webhooks
 def webhook_event_from_request(payload: bytes, signature_header: str | None) -> dict:
     """Verify a webhook's `Stripe-Signature` against each configured secret; return the event.
 
@@ -38,7 +280,7 @@ def webhook_event_from_request(payload: bytes, signature_header: str | None) -> 
     else:
         raise WebhookSignatureError("Invalid Stripe-Signature for every configured secret.")
     try:
-        event = json.loads(text)
+        event: Any = json.loads(text)
     except ValueError as exc:
         raise WebhookSignatureError("Signed payload is not JSON.") from exc
     if not isinstance(event, dict) or not event.get("id") or not event.get("type"):

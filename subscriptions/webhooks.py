@@ -1,10 +1,31 @@
-"""Stripe webhook intake: verify the signature, store each event once."""
+"""Stripe webhooks: store each verified event once, then apply it idempotently.
+
+Handlers look up the customer, check current state, and re-fetch the subscription from
+Stripe rather than trusting the event body, so duplicates change nothing and an event
+older than the newest applied one is ignored.
+"""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
+from django.db import transaction
+from django.utils import timezone
+
+from customers.models import Customer
+from subscriptions import refunds, services, stripe_api
 from subscriptions.models import StripeEvent
+
+logger = logging.getLogger(__name__)
+
+SUBSCRIPTION_EVENTS = (
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+)
+INVOICE_EVENTS = ("invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed")
+HANDLED = (*SUBSCRIPTION_EVENTS, *INVOICE_EVENTS, "checkout.session.completed", "charge.refunded")
 
 
 def stripe_event_record(*, event: dict) -> tuple[StripeEvent, bool]:
@@ -20,3 +41,96 @@ def stripe_event_record(*, event: dict) -> tuple[StripeEvent, bool]:
             "payload": event,
         },
     )
+
+
+def stripe_event_process(*, event_id: int) -> StripeEvent:
+    """Apply one stored event, once. A failure marks it `failed` and re-raises (→ 5xx, Stripe
+    retries; staff can also replay it from the admin)."""
+    with transaction.atomic():
+        row = StripeEvent.objects.select_for_update().get(pk=event_id)
+        if row.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
+            return row
+        row.attempts += 1
+        try:
+            with transaction.atomic():
+                outcome = _dispatch(row)
+        except Exception as exc:
+            row.status = StripeEvent.Status.FAILED
+            row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
+            row.save(update_fields=["status", "last_error", "attempts"])
+            logger.exception("Stripe event %s (%s) failed", row.stripe_event_id, row.type)
+            failed = exc
+        else:
+            row.status = outcome
+            row.last_error = ""
+            row.processed_at = timezone.now()
+            row.save(update_fields=["status", "last_error", "attempts", "processed_at"])
+            return row
+    raise failed
+
+
+def _customer_for(obj: dict) -> Customer | None:
+    metadata = obj.get("metadata") or {}
+    customer_id = metadata.get("customer_id") or obj.get("client_reference_id")
+    if customer_id:
+        found = Customer.objects.filter(customer_id=customer_id).first()
+        if found:
+            return found
+    stripe_customer = obj.get("customer")
+    if isinstance(stripe_customer, dict):
+        stripe_customer = stripe_customer.get("id")
+    if stripe_customer:
+        return Customer.objects.filter(stripe_customer_id=stripe_customer).first()
+    return None
+
+
+def _subscription_id_of(obj: dict) -> str | None:
+    if obj.get("object") == "subscription":
+        return obj["id"]
+    sub = obj.get("subscription")
+    if isinstance(sub, dict):
+        return sub.get("id")
+    if sub:
+        return sub
+    details = (obj.get("parent") or {}).get("subscription_details") or {}
+    return details.get("subscription")
+
+
+def _dispatch(row: StripeEvent) -> str:
+    if row.type not in HANDLED:
+        return StripeEvent.Status.IGNORED
+    obj = row.payload.get("data", {}).get("object", {})
+    customer = _customer_for(obj)
+    if customer is None:
+        # Not ours (e.g. `stripe trigger` test data): nothing to do, and nothing to retry.
+        logger.warning("Stripe event %s: no customer for %s", row.stripe_event_id, obj.get("id"))
+        return StripeEvent.Status.IGNORED
+    if row.type == "charge.refunded":
+        charge_id = obj["id"]
+        for stripe_refund in stripe_api.refunds_for_charge(charge_id):
+            refunds.refund_record_from_stripe(customer=customer, stripe_refund=stripe_refund)
+        return StripeEvent.Status.PROCESSED
+    if row.type in ("invoice.paid", "invoice.payment_succeeded") and obj.get("amount_paid"):
+        services.subscription_record_payment(customer=customer, invoice=obj)
+    subscription_id = _subscription_id_of(obj)
+    if not subscription_id:
+        return StripeEvent.Status.IGNORED
+    current = customer.subscription
+    if (
+        row.stripe_created
+        and current.stripe_event_at
+        and row.stripe_created < current.stripe_event_at
+    ):
+        return StripeEvent.Status.IGNORED  # older than what we applied: Stripe reordered it
+    if (
+        current.stripe_subscription_id
+        and current.stripe_subscription_id != subscription_id
+        and current.status in ("active", "past_due")
+    ):
+        # An event about an older, replaced subscription must not overwrite the live one.
+        return StripeEvent.Status.IGNORED
+    stripe_sub = stripe_api.subscription_retrieve(subscription_id)
+    services.subscription_apply_stripe(
+        customer=customer, stripe_sub=stripe_sub, event_at=row.stripe_created
+    )
+    return StripeEvent.Status.PROCESSED

@@ -23,6 +23,18 @@ def license_key_paths(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def _tasks_in_process():
+    """Tasks run where they are enqueued, even with Redis configured: tests of the broker
+    path (tests/deployments) switch this off and run a real worker."""
+    from config.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture(autouse=True)
 def _isolated_settings(settings, license_key_paths, tmp_path):
     """Each test: its own copy of the license keys, a known admin token, an empty cache."""
     private, public = license_key_paths
@@ -34,6 +46,9 @@ def _isolated_settings(settings, license_key_paths, tmp_path):
     settings.LICENSE_PRIVATE_KEY_PATH = key_dir / private.name
     settings.LICENSE_PUBLIC_KEY_PATH = key_dir / public.name
     settings.ADMIN_API_TOKEN = ADMIN_TOKEN
+    # No Stripe unless a test starts the simulator (tests/subscriptions/conftest.py).
+    settings.STRIPE_SECRET_KEY = ""
+    settings.STRIPE_API_BASE = ""
     caches = copy.deepcopy(settings.CACHES)
     # Test keys apart from a dev server's on the same Redis, so clearing them is safe.
     caches["default"]["KEY_PREFIX"] = f"billing-test-{os.getpid()}"

@@ -1,0 +1,471 @@
+"""Stripe flows end to end over HTTP: the app calls the simulator with the `stripe` library,
+the simulator sends signed webhooks to the live app server."""
+
+import json
+import threading
+import time
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from customers.models import Customer
+from licensing.models import LicenseHistory
+from subscriptions.models import Refund, StripeEvent, Subscription
+from subscriptions.stripe_simulator import sign_payload
+from tests.conftest import ADMIN_TOKEN, customer_client
+from tests.subscriptions.conftest import WEBHOOK_SECRET
+
+DAY = 86400
+
+
+def _checkout(client, customer_id, plan="professional"):
+    response = client.post(
+        "/api/subscriptions/checkout", {"customer_id": customer_id, "plan": plan}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def _paid(signup, stripe_sim, plan="professional", days_ago=0.0):
+    """A customer who paid for `plan`; the period started `days_ago` days ago."""
+    stripe_sim.freeze_clock(int(time.time() - days_ago * DAY))
+    body = signup()
+    client = customer_client(body["api_key"])
+    session = _checkout(client, body["customer"]["customer_id"], plan)
+    stripe_sim.complete_checkout(session["session_id"], "4242 4242 4242 4242")
+    stripe_sim.wait_for_deliveries()
+    return body, client
+
+
+def test_signup_checkout_payment_webhook_upgrades_subscription_and_license(
+    signup, stripe_sim, staff_client
+):
+    # given a new customer: signup created its Stripe customer
+    body = signup(company_name="Acme Corp")
+    customer_id = body["customer"]["customer_id"]
+    customer = Customer.objects.get(customer_id=customer_id)
+    assert customer.stripe_customer_id.startswith("cus_")
+    assert stripe_sim.get(customer.stripe_customer_id)["metadata"]["customer_id"] == customer_id
+    client = customer_client(body["api_key"])
+
+    # when the customer checks out on the hosted page and pays with the test card
+    session = _checkout(client, customer_id, "professional")
+    assert session["session_id"].startswith("cs_test_")
+    assert session["checkout_url"].startswith(stripe_sim.base_url)
+    form = urllib.parse.urlencode({"card_number": "4242 4242 4242 4242"}).encode()
+    opener = urllib.request.build_opener(_NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as redirect:
+        opener.open(urllib.request.Request(session["checkout_url"], data=form), timeout=10)
+    redirect.value.close()
+    assert redirect.value.code == 303
+    assert "/checkout/success?session_id=cs_test_" in redirect.value.headers["Location"]
+    deliveries = stripe_sim.wait_for_deliveries()
+
+    # then every signed webhook was accepted, and the subscription and license follow Stripe
+    assert {d.event_type for d in deliveries} >= {
+        "checkout.session.completed",
+        "invoice.paid",
+        "customer.subscription.created",
+    }
+    assert all(d.ok for d in deliveries), [(d.event_type, d.status) for d in deliveries]
+    subscription = client.get(f"/api/subscriptions/{customer_id}").json()["subscription"]
+    assert subscription["plan"] == "professional"
+    assert subscription["status"] == "active"
+    assert subscription["stripe_subscription_id"].startswith("sub_")
+    license_body = client.get(f"/api/licenses/{customer_id}").json()
+    assert license_body["license"] != body["license"]["jwt"]
+    assert license_body["decoded"]["plan"] == "professional"
+    assert license_body["decoded"]["features"]["maxDevices"] == 50
+    assert (
+        LicenseHistory.objects.filter(
+            customer=customer, action="upgraded", plan="professional"
+        ).count()
+        == 1
+    )
+    assert staff_client.get("/checkout/success?session_id=x").status_code == 200
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def test_declined_card_changes_nothing(signup, stripe_sim):
+    body = signup()
+    customer_id = body["customer"]["customer_id"]
+    session = _checkout(customer_client(body["api_key"]), customer_id)
+    with pytest.raises(Exception, match="declined"):
+        stripe_sim.complete_checkout(session["session_id"], "4000000000000002")
+    stripe_sim.wait_for_deliveries()
+    subscription = Subscription.objects.get(customer__customer_id=customer_id)
+    assert (subscription.plan, subscription.status) == ("starter", "trialing")
+    assert subscription.stripe_subscription_id == ""
+
+
+def test_checkout_of_another_customer_is_404_and_staff_may(signup, stripe_sim, staff_client):
+    alice, bob = signup(), signup()
+    response = customer_client(alice["api_key"]).post(
+        "/api/subscriptions/checkout",
+        {"customer_id": bob["customer"]["customer_id"], "plan": "starter"},
+        format="json",
+    )
+    assert response.status_code == 404
+    assert _checkout(staff_client, bob["customer"]["customer_id"], "starter")["session_id"]
+
+
+def test_upgrade_prorates_and_reissues_license(signup, stripe_sim):
+    # given professional (9900) paid 10 days into a 30-day period (simulated clock)
+    body, client = _paid(signup, stripe_sim, "professional")
+    customer_id = body["customer"]["customer_id"]
+    stripe_sim.advance_clock(10 * DAY)
+
+    # when upgrading to enterprise (29900)
+    response = client.post(
+        "/api/subscriptions/upgrade",
+        {"customer_id": customer_id, "new_plan": "enterprise"},
+        format="json",
+    )
+    stripe_sim.wait_for_deliveries()
+
+    # then Stripe invoiced the proration: -9900×20/30 + 29900×20/30 = -6600 + 19933 = 13333
+    assert response.status_code == 200, response.content
+    assert response.json()["subscription"]["plan"] == "enterprise"
+    subscription = Subscription.objects.get(customer__customer_id=customer_id)
+    invoice = stripe_sim.get(stripe_sim.get(subscription.stripe_subscription_id)["latest_invoice"])
+    assert invoice["amount_paid"] == 13333
+    decoded = client.get(f"/api/licenses/{customer_id}").json()["decoded"]
+    assert decoded["plan"] == "enterprise"
+    assert decoded["features"]["maxDevices"] == -1
+    actions = list(
+        LicenseHistory.objects.filter(customer__customer_id=customer_id).values_list(
+            "action", "plan"
+        )
+    )
+    assert actions[0] == ("upgraded", "enterprise")
+    # a retry of the same upgrade is refused, not charged twice
+    again = client.post(
+        "/api/subscriptions/upgrade",
+        {"customer_id": customer_id, "new_plan": "enterprise"},
+        format="json",
+    )
+    assert again.status_code == 409
+
+
+def test_upgrade_on_trial_is_409(signup, stripe_sim):
+    body = signup()
+    response = customer_client(body["api_key"]).post(
+        "/api/subscriptions/upgrade",
+        {"customer_id": body["customer"]["customer_id"], "new_plan": "enterprise"},
+        format="json",
+    )
+    assert response.status_code == 409
+    assert response.json()["error"] == "No active subscription"
+
+
+def test_cancel_at_period_end_and_keep(signup, stripe_sim):
+    body, client = _paid(signup, stripe_sim)
+    customer_id = body["customer"]["customer_id"]
+
+    response = client.post(
+        "/api/subscriptions/cancel-at-period-end", {"customer_id": customer_id}, format="json"
+    )
+    assert response.json()["message"] == "Subscription will cancel at period end"
+    assert response.json()["subscription"]["cancel_at_period_end"] is True
+    assert response.json()["subscription"]["status"] == "active"
+    subscription = Subscription.objects.get(customer__customer_id=customer_id)
+    assert stripe_sim.get(subscription.stripe_subscription_id)["cancel_at_period_end"] is True
+
+    kept = client.post("/api/subscriptions/keep", {"customer_id": customer_id}, format="json")
+    assert kept.json()["subscription"]["cancel_at_period_end"] is False
+    assert stripe_sim.get(subscription.stripe_subscription_id)["cancel_at_period_end"] is False
+    # and cancelling again works (a new Stripe idempotency key, not a replay of the first)
+    client.post(
+        "/api/subscriptions/cancel-at-period-end", {"customer_id": customer_id}, format="json"
+    )
+    stripe_sim.wait_for_deliveries()
+    assert stripe_sim.get(subscription.stripe_subscription_id)["cancel_at_period_end"] is True
+    subscription.refresh_from_db()
+    assert subscription.cancel_at_period_end is True
+
+
+def test_legacy_cancel_ends_access_now(signup, stripe_sim):
+    body, client = _paid(signup, stripe_sim)
+    customer_id = body["customer"]["customer_id"]
+    response = client.post("/api/subscriptions/cancel", {"customer_id": customer_id}, format="json")
+    stripe_sim.wait_for_deliveries()
+    assert response.json()["subscription"]["status"] == "canceled"
+    assert client.get(f"/api/licenses/{customer_id}").status_code == 403
+    assert (
+        client.post(
+            "/api/subscriptions/cancel", {"customer_id": customer_id}, format="json"
+        ).status_code
+        == 200
+    )
+    assert Refund.objects.count() == 0
+
+
+def test_cancel_immediate_with_prorated_refund(signup, stripe_sim, staff_client):
+    # given 9900 paid, 9 days 23 hours into a 30-day period: 10 started days are used
+    body, client = _paid(signup, stripe_sim, days_ago=10 - 1 / 24)
+    customer_id = body["customer"]["customer_id"]
+
+    # a customer key may cancel but not refund
+    refused = client.post(
+        "/api/subscriptions/cancel-immediate",
+        {"customer_id": customer_id, "issue_refund": True},
+        format="json",
+    )
+    assert refused.status_code == 403
+
+    response = staff_client.post(
+        "/api/subscriptions/cancel-immediate",
+        {
+            "customer_id": customer_id,
+            "issue_refund": True,
+            "refund_reason": "requested_by_customer",
+        },
+        format="json",
+    )
+    stripe_sim.wait_for_deliveries()
+
+    assert response.status_code == 200, response.content
+    refund = response.json()["refund"]
+    assert refund["amount"] == 6600  # 9900 × 20 / 30
+    assert refund["status"] == "succeeded"
+    assert refund["refundId"].startswith("re_")
+    assert stripe_sim.get(refund["refundId"])["amount"] == 6600
+    assert response.json()["subscription"]["status"] == "canceled"
+    history = client.get(f"/api/subscriptions/{customer_id}/refunds").json()["refunds"]
+    assert [(r["amount"], r["stripe_refund_id"]) for r in history] == [(6600, refund["refundId"])]
+
+
+def test_refunds_partial_full_and_too_much(signup, stripe_sim, staff_client):
+    body, _ = _paid(signup, stripe_sim, "starter")  # 2900 paid
+    customer_id = body["customer"]["customer_id"]
+
+    def refund(**fields):
+        return staff_client.post(
+            "/api/subscriptions/refund", {"customer_id": customer_id, **fields}, format="json"
+        )
+
+    first = refund(amount=1000, description="goodwill")
+    assert first.json()["refund"]["amount"] == 1000
+    assert first.json()["message"] == "Refund issued successfully"
+    too_much = refund(amount=5000, description="more")
+    assert too_much.status_code == 409
+    assert too_much.json()["details"] == {"requested": 5000, "refundable": 1900}
+    rest = refund(description="the rest")
+    assert rest.json()["refund"]["amount"] == 1900
+    nothing = refund(amount=1, description="again")
+    assert nothing.status_code == 409
+    assert nothing.json()["error"] == "Nothing to refund"
+    stripe_sim.wait_for_deliveries()
+    assert sorted(Refund.objects.values_list("amount", "status")) == [
+        (1000, "succeeded"),
+        (1900, "succeeded"),
+    ]
+
+
+def test_refund_of_a_trial_customer_is_no_payment_found(signup, stripe_sim, staff_client):
+    body = signup()
+    response = staff_client.post(
+        "/api/subscriptions/refund", {"customer_id": body["customer"]["customer_id"]}, format="json"
+    )
+    assert response.status_code == 409
+    assert response.json()["error"] == "No payment found"
+
+
+def test_refund_survives_a_lost_stripe_reply(signup, stripe_sim, staff_client):
+    """Stripe made the refund but the reply was lost: the row stays pending, and the
+    reconcile job completes it with the same idempotency key, without a second refund."""
+    body, _ = _paid(signup, stripe_sim)
+    customer_id = body["customer"]["customer_id"]
+    stripe_sim.fail_next("/v1/refunds", status=500, method="POST", after=True)
+    response = staff_client.post(
+        "/api/subscriptions/refund", {"customer_id": customer_id, "amount": 700}, format="json"
+    )
+    assert response.status_code == 503
+    refund = Refund.objects.get()
+    assert refund.status == "pending"
+
+    from subscriptions.refunds import refund_reconcile
+
+    assert refund_reconcile(older_than=timedelta(0)) == 1
+    refund.refresh_from_db()
+    assert refund.status == "succeeded"
+    assert len(stripe_sim.state.all("refund")) == 1
+
+
+def test_twenty_concurrent_identical_refunds_make_one(signup, stripe_sim):
+    body, _ = _paid(signup, stripe_sim)
+    customer_id = body["customer"]["customer_id"]
+    start = threading.Barrier(20)
+
+    def request_refund(_):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {ADMIN_TOKEN}")
+        start.wait()
+        try:
+            response = client.post(
+                "/api/subscriptions/refund",
+                {
+                    "customer_id": customer_id,
+                    "amount": 500,
+                    "reason": "duplicate",
+                    "description": "double charge",
+                },
+                format="json",
+            )
+        finally:
+            connection.close()  # each thread has its own connection; the test DB must drop
+        return response.status_code, response.json()
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(request_refund, range(20)))
+
+    assert [code for code, _ in results] == [200] * 20
+    assert sum(1 for _, body in results if not body["duplicate"]) == 1
+    assert len({body["refund"]["id"] for _, body in results}) == 1
+    assert Refund.objects.count() == 1
+    assert len(stripe_sim.state.all("refund")) == 1
+
+
+def test_duplicate_webhook_five_times_has_one_effect(signup, stripe_sim):
+    body, _ = _paid(signup, stripe_sim)
+    customer_id = body["customer"]["customer_id"]
+    completed = stripe_sim.events("checkout.session.completed")[-1]
+    history_before = LicenseHistory.objects.count()
+    events_before = StripeEvent.objects.count()
+
+    stripe_sim.redeliver(completed["id"], times=5)
+    deliveries = stripe_sim.wait_for_deliveries()
+
+    replays = [d for d in deliveries if d.event_id == completed["id"]][-5:]
+    assert [d.status for d in replays] == [200] * 5
+    assert all(json.loads(d.response_body)["duplicate"] for d in replays)
+    assert StripeEvent.objects.filter(stripe_event_id=completed["id"]).count() == 1
+    assert StripeEvent.objects.count() == events_before
+    assert LicenseHistory.objects.count() == history_before
+    assert Subscription.objects.get(customer__customer_id=customer_id).status == "active"
+
+
+def test_out_of_order_subscription_update_is_ignored(signup, stripe_sim, live_server):
+    body, client = _paid(signup, stripe_sim)
+    customer_id = body["customer"]["customer_id"]
+    client.post(
+        "/api/subscriptions/cancel-at-period-end", {"customer_id": customer_id}, format="json"
+    )
+    stripe_sim.wait_for_deliveries()
+    stale = stripe_sim.events("customer.subscription.updated")[-1]
+    client.post("/api/subscriptions/keep", {"customer_id": customer_id}, format="json")
+    stripe_sim.wait_for_deliveries()
+
+    # when an older update (cancel_at_period_end = true) arrives after the newer one
+    old = {
+        **stale,
+        "id": "evt_late_delivery",
+        "created": Subscription.objects.get(
+            customer__customer_id=customer_id
+        ).stripe_event_at.timestamp()
+        - 60,
+    }
+    old["created"] = int(old["created"])
+    payload = json.dumps(old).encode()
+    request = urllib.request.Request(
+        f"{live_server.url}/api/webhooks/stripe",
+        data=payload,
+        headers={
+            "Stripe-Signature": sign_payload(payload, WEBHOOK_SECRET),
+            "Content-Type": "application/json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        answer = json.loads(response.read())
+
+    # then it is recorded, ignored, and the newer state stands
+    assert answer["status"] == "ignored"
+    assert Subscription.objects.get(customer__customer_id=customer_id).cancel_at_period_end is False
+
+
+def test_payment_failure_sets_past_due_with_grace(signup, stripe_sim, settings):
+    body, client = _paid(signup, stripe_sim)
+    customer_id = body["customer"]["customer_id"]
+    subscription = Subscription.objects.get(customer__customer_id=customer_id)
+    stripe_sim.fail_renewal(subscription.stripe_subscription_id)
+    stripe_sim.wait_for_deliveries()
+    subscription.refresh_from_db()
+    assert subscription.status == "past_due"
+    decoded = client.get(f"/api/licenses/{customer_id}").json()["decoded"]
+    assert decoded["subscription"]["status"] == "past_due"
+    assert decoded["features"]["maxDevices"] == 50
+    period_end = int(subscription.current_period_end.timestamp())
+    assert decoded["exp"] == period_end + settings.LICENSE_GRACE_DAYS * DAY
+
+
+def test_subscription_deleted_in_stripe_ends_paid_license(signup, stripe_sim):
+    body, client = _paid(signup, stripe_sim)
+    customer_id = body["customer"]["customer_id"]
+    subscription = Subscription.objects.get(customer__customer_id=customer_id)
+    import stripe as stripe_lib
+
+    stripe_lib.StripeClient(
+        "sk_test_x", base_addresses={"api": stripe_sim.base_url}
+    ).v1.subscriptions.cancel(subscription.stripe_subscription_id)
+    stripe_sim.wait_for_deliveries()
+    subscription.refresh_from_db()
+    assert subscription.status == "canceled"
+    decoded = client.get(f"/api/licenses/{customer_id}").json()["decoded"]
+    assert decoded["plan"] == "unlicensed"
+    assert decoded["features"]["maxDevices"] == 2
+
+
+def test_webhook_handler_failure_answers_500_and_can_be_replayed(signup, stripe_sim, live_server):
+    body, _ = _paid(signup, stripe_sim)
+    completed = stripe_sim.events("checkout.session.completed")[-1]
+    event = {**completed, "id": "evt_handler_fails"}
+    stripe_sim.fail_next("/v1/subscriptions/", status=500, method="GET")
+    payload = json.dumps(event).encode()
+    request = urllib.request.Request(
+        f"{live_server.url}/api/webhooks/stripe",
+        data=payload,
+        headers={
+            "Stripe-Signature": sign_payload(payload, WEBHOOK_SECRET),
+            "Content-Type": "application/json",
+        },
+    )
+    with pytest.raises(urllib.error.HTTPError) as failure:
+        urllib.request.urlopen(request, timeout=10)
+    failure.value.close()
+    assert failure.value.code == 500
+    row = StripeEvent.objects.get(stripe_event_id="evt_handler_fails")
+    assert row.status == "failed"
+    assert row.last_error
+
+    from subscriptions.webhooks import stripe_event_process
+
+    assert stripe_event_process(event_id=row.pk).status == "processed"
+
+
+def test_prorated_amount_matches_the_guides_example():
+    from subscriptions.refunds import prorated_refund_amount
+
+    start = datetime(2025, 10, 1, tzinfo=UTC)
+    amount = prorated_refund_amount(
+        amount_paid=10000,
+        period_start=start,
+        period_end=start + timedelta(days=30),
+        now=start + timedelta(days=10),
+    )
+    assert amount == 6667  # $100 × 20 / 30 = $66.67
+    started_day = prorated_refund_amount(
+        amount_paid=10000,
+        period_start=start,
+        period_end=start + timedelta(days=30),
+        now=start + timedelta(days=10, seconds=1),
+    )
+    assert started_day == 6333  # a started day counts as used: 19 / 30
