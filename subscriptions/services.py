@@ -105,7 +105,21 @@ def _require_stripe() -> None:
 
 
 def _price_for(plan: str) -> str:
-    return stripe_api.price_id_for_plan(plan, PLANS[plan].stripe_lookup_key)
+    lookup_key = PLANS[plan].stripe_lookup_key
+    try:
+        return stripe_api.price_id_for_plan(plan, lookup_key)
+    except stripe_api.StripeError as exc:
+        # The local simulator starts empty on every `make run`: create the catalogue in it.
+        # Against real Stripe a missing price is an operator error (`manage.py stripe_setup`).
+        if exc.code != "price_missing" or not settings.STRIPE_SIMULATOR:
+            raise
+        price_id, _ = stripe_api.price_ensure(
+            lookup_key=lookup_key,
+            product_name=PLANS[plan].display_name,
+            description=stripe_api.PRODUCT_DESCRIPTIONS[plan],
+            unit_amount=PLANS[plan].price_cents,
+        )
+        return price_id
 
 
 # ---------------------------------------------------------------- checkout

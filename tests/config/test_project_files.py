@@ -104,8 +104,15 @@ def test_dockerfile_runs_gunicorn_as_non_root_on_3100():
     assert "collectstatic" in dockerfile
 
 
-def test_procfile_processes_use_the_project_apps():
-    procfile = (ROOT / "Procfile.dev").read_text()
-    for process in ("web:", "worker:", "beat:", "flower:"):
-        assert process in procfile
-    assert "--url_prefix=admin/queues" in procfile
+def test_make_run_serves_with_the_project_processes():
+    serve = (ROOT / "customers" / "management" / "commands" / "serve.py").read_text()
+    for needle in (
+        "runserver",
+        "celery -A config worker",
+        "DatabaseScheduler",
+        "--url_prefix=admin/queues",
+        "-m subscriptions.stripe_simulator",
+    ):
+        assert needle in serve
+    makefile = (ROOT / "Makefile").read_text()
+    assert "manage.py serve" in makefile

@@ -1,9 +1,10 @@
-"""Serve the API and admin for `make run`, with or without Redis."""
+"""Serve the API and admin for `make run`, with whatever this machine has configured."""
 
 import os
 import secrets
 import shutil
 import sys
+import tempfile
 
 import redis
 from django.conf import settings
@@ -13,18 +14,68 @@ from django.core.management.base import BaseCommand, CommandError
 class Command(BaseCommand):
     help = (
         "Serve API + admin on 127.0.0.1:PORT. With Redis configured (REDIS_URL or REDIS_HOST) "
-        "it also runs a Celery worker, beat and Flower under honcho; without, Celery tasks run "
-        "in-process and only the web server starts."
+        "a Celery worker, beat and Flower run too; without, Celery tasks run in-process. "
+        "Without STRIPE_SECRET_KEY (and DEBUG on) the local Stripe simulator runs as well. "
+        "Several processes run under honcho: one Ctrl-C stops them all."
     )
 
     def handle(self, *args, **options):
         port = str(settings.PORT)
-        if not settings.REDIS_URL:
-            self.stdout.write(
-                "No REDIS_URL: Celery tasks run in-process (eager); no worker, beat or Flower.\n"
-                f"API and admin on http://127.0.0.1:{port}/ (admin at /admin/, docs at /api/docs/)"
+        python = sys.executable
+        processes = {"web": f"{python} manage.py runserver 127.0.0.1:{port}"}
+        env = os.environ.copy()
+        notes = [f"API and admin on http://127.0.0.1:{port}/ (admin /admin/, docs /api/docs/)"]
+
+        if settings.STRIPE_SIMULATOR:
+            sim_port = settings.STRIPE_SIMULATOR_PORT
+            processes["stripe"] = (
+                f"{python} -m subscriptions.stripe_simulator --port {sim_port} "
+                f"--webhook-url http://127.0.0.1:{port}/api/webhooks/stripe "
+                f"--webhook-secret {settings.STRIPE_WEBHOOK_SECRETS[0]}"
             )
-            self._exec([sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}"])
+            notes.append(
+                f"Stripe: local SIMULATOR on http://127.0.0.1:{sim_port} (no real payments; "
+                "test cards 4242 4242 4242 4242 succeeds, 4000 0000 0000 0002 is declined)"
+            )
+        elif not settings.STRIPE_SECRET_KEY:
+            notes.append("Stripe: not configured; checkout and refunds answer 503")
+
+        if settings.REDIS_URL:
+            self._require_redis()
+            env.setdefault("FLOWER_BASIC_AUTH", f"admin:{secrets.token_urlsafe(9)}")
+            flower_port = env.get("FLOWER_PORT", "5555")
+            concurrency = settings.CELERY_WORKER_CONCURRENCY
+            processes["worker"] = f"{python} -m celery -A config worker -l info -c {concurrency}"
+            processes["beat"] = (
+                f"{python} -m celery -A config beat -l info "
+                "--scheduler django_celery_beat.schedulers:DatabaseScheduler"
+            )
+            processes["flower"] = (
+                f"{python} -m celery -A config flower --address=127.0.0.1 --port={flower_port} "
+                f"--url_prefix=admin/queues --basic_auth={env['FLOWER_BASIC_AUTH']}"
+            )
+            notes.append(
+                f"Queue: Celery worker + beat on Redis; Flower on "
+                f"http://127.0.0.1:{flower_port}/admin/queues (login {env['FLOWER_BASIC_AUTH']})"
+            )
+        else:
+            notes.append("Queue: no REDIS_URL, so Celery tasks run in-process (no worker/Flower)")
+
+        self.stdout.write("\n".join(notes))
+        sys.stdout.flush()
+        if len(processes) == 1:
+            argv = processes["web"].split()
+            os.execvpe(argv[0], argv, env)  # noqa: S606 - replaces this process
+        procfile = tempfile.NamedTemporaryFile(  # noqa: SIM115 - honcho reads it after exec
+            "w", prefix="billing-procfile-", delete=False
+        )
+        procfile.write("".join(f"{name}: {command}\n" for name, command in processes.items()))
+        procfile.close()
+        honcho = shutil.which("honcho", path=os.path.dirname(python)) or "honcho"
+        argv = [honcho, "-f", procfile.name, "-d", str(settings.BASE_DIR), "start"]
+        os.execvpe(argv[0], argv, env)  # noqa: S606
+
+    def _require_redis(self) -> None:
         client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
         try:
             client.ping()
@@ -35,22 +86,3 @@ class Command(BaseCommand):
             ) from exc
         finally:
             client.close()
-        env = os.environ.copy()
-        env.setdefault("PORT", port)
-        env.setdefault("QUEUE_CONCURRENCY", str(settings.CELERY_WORKER_CONCURRENCY))
-        env.setdefault("FLOWER_PORT", "5555")
-        if "FLOWER_BASIC_AUTH" not in env:
-            env["FLOWER_BASIC_AUTH"] = f"admin:{secrets.token_urlsafe(9)}"
-            self.stdout.write(f"Flower login (this run only): {env['FLOWER_BASIC_AUTH']}")
-        bin_dir = os.path.dirname(sys.executable)
-        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-        self.stdout.write(
-            f"API and admin on http://127.0.0.1:{port}/ ; Flower on "
-            f"http://127.0.0.1:{env['FLOWER_PORT']}/admin/queues"
-        )
-        honcho = shutil.which("honcho", path=env["PATH"]) or "honcho"
-        self._exec([honcho, "-f", "Procfile.dev", "start"], env=env)
-
-    def _exec(self, argv, env=None):
-        sys.stdout.flush()
-        os.execvpe(argv[0], argv, env or os.environ)  # noqa: S606 - replaces this process
