@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -276,6 +277,11 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "subscriptions.stripe_customer_sync_sweep_task",
         "schedule": 300.0,
     },
+    # Daily at 02:00 UTC (the guide's cron): delete customers whose retention window ended.
+    "execute-deletions": {
+        "task": "customers.cleanup_execute_due_task",
+        "schedule": crontab(hour=2, minute=0),
+    },
     # Every 5 minutes: refunds left pending by a crash or an outage, resent with their key.
     "refund-reconcile": {"task": "subscriptions.refund_reconcile_task", "schedule": 300.0},
 }
@@ -325,6 +331,8 @@ EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = _secret("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@iotistic.ca")
+# Where links in emails point (this service's public address).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{PORT}")
 
 LOGGING = {
     "version": 1,

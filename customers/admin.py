@@ -1,7 +1,15 @@
 from django.contrib import admin, messages
 
 from customers import services
-from customers.models import Customer, CustomerApiKey, StaffToken
+from customers.models import (
+    AuditLog,
+    CleanupRecord,
+    Customer,
+    CustomerApiKey,
+    Deactivation,
+    DeletedCustomer,
+    StaffToken,
+)
 
 
 class ReadOnlyAdminMixin:
@@ -90,3 +98,57 @@ class StaffTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("created_at", "action", "customer", "actor")
+    list_filter = ("action",)
+    search_fields = ("customer__customer_id", "customer__email", "actor", "action")
+    list_select_related = ("customer",)
+    readonly_fields = ("created_at", "action", "customer", "actor", "metadata")
+
+    def get_queryset(self, request):
+        # ?customer__customer_id=cust_... filters by customer (linked from the customer page).
+        queryset = super().get_queryset(request)
+        customer_id = request.GET.get("customer__customer_id")
+        return queryset.filter(customer__customer_id=customer_id) if customer_id else queryset
+
+    def lookup_allowed(self, lookup, value, request=None):
+        return lookup == "customer__customer_id" or super().lookup_allowed(lookup, value, request)
+
+
+@admin.register(Deactivation)
+class DeactivationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "customer",
+        "status",
+        "subscription_canceled",
+        "refund",
+        "completed_at",
+    )
+    list_filter = ("status",)
+    search_fields = ("customer__customer_id", "customer__email")
+    readonly_fields = [f.name for f in Deactivation._meta.fields]
+
+
+@admin.register(CleanupRecord)
+class CleanupRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "namespace",
+        "customer",
+        "scheduled_for",
+        "status",
+        "executed_at",
+        "canceled_at",
+    )
+    list_filter = ("status",)
+    search_fields = ("namespace", "customer__customer_id")
+    readonly_fields = [f.name for f in CleanupRecord._meta.fields]
+
+
+@admin.register(DeletedCustomer)
+class DeletedCustomerAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("deleted_at", "namespace", "plan", "customer_since", "deactivated_at")
+    readonly_fields = [f.name for f in DeletedCustomer._meta.fields]

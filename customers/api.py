@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from config.api import PageLimitPagination, PublicRateThrottle, api_doc
 from customers import selectors, services
+from customers.audit import actor_of, audit_record
 from customers.auth import IsStaff, IsStaffOrCustomerInstance
 from customers.models import CustomerApiKey
 from customers.serializers import (
@@ -44,7 +45,8 @@ def signup_response(result: services.SignupResult) -> dict:
 def _create(request, serializer_class) -> Response:
     data = serializer_class(data=request.data)
     data.is_valid(raise_exception=True)
-    result = services.customer_signup(**data.validated_data)
+    actor = actor_of(request.user) if request.user.is_authenticated else "public-signup"
+    result = services.customer_signup(**data.validated_data, actor=actor)
     return Response(signup_response(result), status=status.HTTP_201_CREATED)
 
 
@@ -140,6 +142,12 @@ class ApiKeyListCreateView(APIView):
         data = ApiKeyCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         issued = services.api_key_issue(customer=customer, name=data.validated_data["name"])
+        audit_record(
+            action="api_key.issued",
+            customer=customer,
+            actor=actor_of(request.user),
+            prefix=issued.record.prefix,
+        )
         return Response(
             {"api_key": issued.raw_key, **api_key_out(issued.record)},
             status=status.HTTP_201_CREATED,
@@ -160,6 +168,12 @@ class ApiKeyRotateView(APIView):
         data = ApiKeyCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         issued = services.api_key_rotate(customer=customer, name=data.validated_data["name"])
+        audit_record(
+            action="api_key.rotated",
+            customer=customer,
+            actor=actor_of(request.user),
+            prefix=issued.record.prefix,
+        )
         return Response(
             {"api_key": issued.raw_key, **api_key_out(issued.record)},
             status=status.HTTP_201_CREATED,
@@ -181,4 +195,7 @@ class ApiKeyDetailView(APIView):
         if api_key is None:
             raise NotFound(f"API key {prefix} not found.")
         api_key = services.api_key_revoke(api_key=api_key)
+        audit_record(
+            action="api_key.revoked", customer=customer, actor=actor_of(request.user), prefix=prefix
+        )
         return Response(api_key_out(api_key))

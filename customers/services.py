@@ -15,6 +15,7 @@ from django.utils import timezone
 from rest_framework import status
 
 from config.api import ApplicationError
+from customers.audit import audit_record
 from customers.models import Customer, CustomerApiKey, HashedKey, StaffToken
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -112,6 +113,7 @@ def customer_signup(
     full_name: str = "",
     password: str | None = None,
     trial_days: int | None = None,
+    actor: str = "signup",
 ) -> SignupResult:
     """Create a customer with a trial, an API key, a signed license and a queued deployment.
 
@@ -137,6 +139,13 @@ def customer_signup(
             api_key = api_key_issue(customer=customer, name="signup")
             issued = license_get_or_issue(customer=customer)
             deployment = deployment_queue(customer=customer)
+            audit_record(
+                action="customer.created",
+                customer=customer,
+                actor=actor,
+                plan=subscription.plan,
+                status=subscription.status,
+            )
     except IntegrityError:
         # Two signups with one email raced past the check above; the constraint decided.
         if Customer.objects.filter(email__iexact=email).exists():

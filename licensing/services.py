@@ -15,6 +15,7 @@ from django.utils import timezone
 from rest_framework import status
 
 from config.api import ApplicationError, iso
+from customers.audit import audit_record
 from customers.models import Customer
 from licensing import signing
 from licensing.models import LicenseHistory, LicenseRevocation
@@ -186,6 +187,7 @@ def license_revoke(*, customer: Customer, reason: str, actor: str) -> LicenseRev
             max_devices=last.max_devices if last else 0,
             metadata={"reason": reason, "revokedBy": actor},
         )
+        audit_record(action="license.revoked", customer=customer, actor=actor, reason=reason)
         transaction.on_commit(
             lambda: cache.delete_many([_cache_key(customer), _REVOCATIONS_CACHE_KEY])
         )
@@ -205,6 +207,7 @@ def license_restore(*, customer: Customer, actor: str) -> bool:
             max_devices=last.max_devices if last else 0,
             metadata={"restoredBy": actor},
         )
+        audit_record(action="license.restored", customer=customer, actor=actor)
         transaction.on_commit(
             lambda: cache.delete_many([_cache_key(customer), _REVOCATIONS_CACHE_KEY])
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
@@ -10,12 +11,22 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import ApplicationError, api_doc, error_body
+from customers.audit import actor_of, audit_record
 from customers.auth import IsStaff, IsStaffOrCustomerInstance
+from customers.offboarding import customer_email_enqueue
 from customers.selectors import customer_get_for
 from subscriptions import refunds, serializers, services, stripe_api, webhooks
 from subscriptions.models import Refund
 
 OBJ = OpenApiTypes.OBJECT
+
+
+def _audit(request, action: str, customer, **metadata) -> None:
+    audit_record(action=action, customer=customer, actor=actor_of(request.user), **metadata)
+
+
+def _email(customer, template: str, **context) -> None:
+    transaction.on_commit(lambda: customer_email_enqueue(customer, template, **context))
 
 
 def _input(serializer_class, request):
@@ -69,6 +80,7 @@ class UpgradeView(APIView):
     def post(self, request):
         customer, values = _input(serializers.UpgradeInput, request)
         subscription = services.subscription_upgrade(customer=customer, new_plan=values["new_plan"])
+        _audit(request, "subscription.plan_changed", customer, plan=subscription.plan)
         return Response(
             {
                 "message": f"Subscription changed to {subscription.plan}",
@@ -91,6 +103,8 @@ class CancelView(APIView):
     def post(self, request):
         customer, _ = _input(serializers.CustomerInput, request)
         subscription = services.subscription_cancel_now(customer=customer, actor=str(request.user))
+        _audit(request, "subscription.canceled", customer, refund=None)
+        _email(customer, "immediate_cancellation")
         return Response(
             {
                 "message": "Subscription canceled immediately",
@@ -115,6 +129,9 @@ class CancelAtPeriodEndView(APIView):
         subscription = services.subscription_cancel_at_period_end(
             customer=customer, cancel=self.cancel
         )
+        _audit(request, "subscription.cancel_at_period_end", customer, cancel=self.cancel)
+        if self.cancel:
+            _email(customer, "graceful_cancellation")
         return Response(
             {"message": self.message, "subscription": serializers.subscription_out(subscription)}
         )
@@ -162,6 +179,8 @@ class CancelImmediateView(APIView):
                 client_key=request.headers.get("Idempotency-Key", ""),
                 actor=str(request.user),
             ).refund
+        _audit(request, "subscription.canceled", customer, refund=refund.pk if refund else None)
+        _email(customer, "immediate_cancellation", refund=refund.pk if refund else None)
         return Response(
             {
                 "message": "Subscription canceled immediately",
@@ -192,8 +211,17 @@ class RefundView(APIView):
             use_prorated=values["use_prorated"],
             description=values["description"],
             client_key=request.headers.get("Idempotency-Key", ""),
-            actor=str(request.user),
+            actor=actor_of(request.user),
         )
+        if not result.duplicate:
+            _audit(
+                request,
+                "refund.issued",
+                customer,
+                refund=result.refund.pk,
+                amount=result.refund.amount,
+                status=result.refund.status,
+            )
         return Response(
             {
                 "message": "Refund already issued for this request"

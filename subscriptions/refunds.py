@@ -83,6 +83,7 @@ def refund_request(
     use_prorated: bool = False,
     description: str = "",
     client_key: str = "",
+    dedup_window: timedelta | None = None,
     actor: str = "",
 ) -> RefundResult:
     """Refund the current period's payment: `amount`, pro-rated, or all that remains."""
@@ -94,6 +95,7 @@ def refund_request(
         use_prorated=use_prorated,
         description=description,
         client_key=client_key,
+        dedup_window=dedup_window,
         actor=actor,
     )
     if duplicate or refund.status != Refund.Status.PENDING:
@@ -119,6 +121,7 @@ def _refund_reserve(
     use_prorated: bool,
     description: str,
     client_key: str,
+    dedup_window: timedelta | None,
     actor: str,
 ) -> tuple[Refund, bool]:
     subscription = Subscription.objects.select_for_update().get(customer=customer)
@@ -134,7 +137,7 @@ def _refund_reserve(
         client_key or f"{subscription.latest_invoice_id}|{asked}|{reason}|{description}"
     )
     fingerprint = hashlib.sha256(f"{customer.pk}|{fingerprint_source}".encode()).hexdigest()
-    window = (
+    window = dedup_window or (
         timedelta(hours=24)
         if client_key
         else timedelta(seconds=settings.REFUND_DEDUP_WINDOW_SECONDS)

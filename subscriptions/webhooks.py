@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from django.db import transaction
 from django.utils import timezone
 
+from customers.audit import audit_record
 from customers.models import Customer
 from subscriptions import refunds, services, stripe_api
 from subscriptions.models import StripeEvent
@@ -105,6 +106,10 @@ def _dispatch(row: StripeEvent) -> str:
         # Not ours (e.g. `stripe trigger` test data): nothing to do, and nothing to retry.
         logger.warning("Stripe event %s: no customer for %s", row.stripe_event_id, obj.get("id"))
         return StripeEvent.Status.IGNORED
+    # Written in the handler's transaction: a failed handler leaves no audit row either.
+    audit_record(
+        action=f"stripe.{row.type}", customer=customer, actor=f"stripe:{row.stripe_event_id}"
+    )
     if row.type == "charge.refunded":
         charge_id = obj["id"]
         for stripe_refund in stripe_api.refunds_for_charge(charge_id):

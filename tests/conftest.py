@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import copy
+import io
 import os
 
 import pytest
+import stripe
 from django.core.cache import cache
+from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from licensing import signing
+from subscriptions.stripe_simulator import start_simulator
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+WEBHOOK_SECRET = "whsec_test_flows"
 
 
 @pytest.fixture(scope="session")
@@ -107,3 +112,22 @@ def customer_client(api_key: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_X_API_KEY=api_key)
     return client
+
+
+@pytest.fixture
+def stripe_sim(live_server, settings):
+    """A local Stripe (the simulator) over real HTTP: the app calls it with the `stripe`
+    library, and it sends signed webhooks to the live app server."""
+    handle = start_simulator(
+        port=0,
+        webhook_url=f"{live_server.url}/api/webhooks/stripe",
+        webhook_secret=WEBHOOK_SECRET,
+    )
+    settings.STRIPE_SECRET_KEY = "sk_test_flows"
+    settings.STRIPE_API_BASE = handle.base_url
+    settings.STRIPE_WEBHOOK_SECRETS = [WEBHOOK_SECRET]
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    stripe.max_network_retries = 0
+    call_command("stripe_setup", stdout=io.StringIO())
+    yield handle
+    handle.stop()

@@ -3,7 +3,6 @@ the simulator sends signed webhooks to the live app server."""
 
 import json
 import threading
-import time
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -16,30 +15,9 @@ from rest_framework.test import APIClient
 from customers.models import Customer
 from licensing.models import LicenseHistory
 from subscriptions.models import Refund, StripeEvent, Subscription
-from subscriptions.stripe_simulator import sign_payload
-from tests.conftest import ADMIN_TOKEN, customer_client
-from tests.subscriptions.conftest import WEBHOOK_SECRET
-
-DAY = 86400
-
-
-def _checkout(client, customer_id, plan="professional"):
-    response = client.post(
-        "/api/subscriptions/checkout", {"customer_id": customer_id, "plan": plan}, format="json"
-    )
-    assert response.status_code == 200, response.content
-    return response.json()
-
-
-def _paid(signup, stripe_sim, plan="professional", days_ago=0.0):
-    """A customer who paid for `plan`; the period started `days_ago` days ago."""
-    stripe_sim.freeze_clock(int(time.time() - days_ago * DAY))
-    body = signup()
-    client = customer_client(body["api_key"])
-    session = _checkout(client, body["customer"]["customer_id"], plan)
-    stripe_sim.complete_checkout(session["session_id"], "4242 4242 4242 4242")
-    stripe_sim.wait_for_deliveries()
-    return body, client
+from subscriptions.stripe_simulator import ApiError, sign_payload
+from tests.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, customer_client
+from tests.stripe_helpers import DAY, checkout, paid_customer
 
 
 def test_signup_checkout_payment_webhook_upgrades_subscription_and_license(
@@ -54,7 +32,7 @@ def test_signup_checkout_payment_webhook_upgrades_subscription_and_license(
     client = customer_client(body["api_key"])
 
     # when the customer checks out on the hosted page and pays with the test card
-    session = _checkout(client, customer_id, "professional")
+    session = checkout(client, customer_id, "professional")
     assert session["session_id"].startswith("cs_test_")
     assert session["checkout_url"].startswith(stripe_sim.base_url)
     form = urllib.parse.urlencode({"card_number": "4242 4242 4242 4242"}).encode()
@@ -98,8 +76,8 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def test_declined_card_changes_nothing(signup, stripe_sim):
     body = signup()
     customer_id = body["customer"]["customer_id"]
-    session = _checkout(customer_client(body["api_key"]), customer_id)
-    with pytest.raises(Exception, match="declined"):
+    session = checkout(customer_client(body["api_key"]), customer_id)
+    with pytest.raises(ApiError, match="declined"):
         stripe_sim.complete_checkout(session["session_id"], "4000000000000002")
     stripe_sim.wait_for_deliveries()
     subscription = Subscription.objects.get(customer__customer_id=customer_id)
@@ -115,12 +93,12 @@ def test_checkout_of_another_customer_is_404_and_staff_may(signup, stripe_sim, s
         format="json",
     )
     assert response.status_code == 404
-    assert _checkout(staff_client, bob["customer"]["customer_id"], "starter")["session_id"]
+    assert checkout(staff_client, bob["customer"]["customer_id"], "starter")["session_id"]
 
 
 def test_upgrade_prorates_and_reissues_license(signup, stripe_sim):
     # given professional (9900) paid 10 days into a 30-day period (simulated clock)
-    body, client = _paid(signup, stripe_sim, "professional")
+    body, client = paid_customer(signup, stripe_sim, "professional")
     customer_id = body["customer"]["customer_id"]
     stripe_sim.advance_clock(10 * DAY)
 
@@ -168,7 +146,7 @@ def test_upgrade_on_trial_is_409(signup, stripe_sim):
 
 
 def test_cancel_at_period_end_and_keep(signup, stripe_sim):
-    body, client = _paid(signup, stripe_sim)
+    body, client = paid_customer(signup, stripe_sim)
     customer_id = body["customer"]["customer_id"]
 
     response = client.post(
@@ -194,7 +172,7 @@ def test_cancel_at_period_end_and_keep(signup, stripe_sim):
 
 
 def test_legacy_cancel_ends_access_now(signup, stripe_sim):
-    body, client = _paid(signup, stripe_sim)
+    body, client = paid_customer(signup, stripe_sim)
     customer_id = body["customer"]["customer_id"]
     response = client.post("/api/subscriptions/cancel", {"customer_id": customer_id}, format="json")
     stripe_sim.wait_for_deliveries()
@@ -211,7 +189,7 @@ def test_legacy_cancel_ends_access_now(signup, stripe_sim):
 
 def test_cancel_immediate_with_prorated_refund(signup, stripe_sim, staff_client):
     # given 9900 paid, 9 days 23 hours into a 30-day period: 10 started days are used
-    body, client = _paid(signup, stripe_sim, days_ago=10 - 1 / 24)
+    body, client = paid_customer(signup, stripe_sim, days_ago=10 - 1 / 24)
     customer_id = body["customer"]["customer_id"]
 
     # a customer key may cancel but not refund
@@ -245,7 +223,7 @@ def test_cancel_immediate_with_prorated_refund(signup, stripe_sim, staff_client)
 
 
 def test_refunds_partial_full_and_too_much(signup, stripe_sim, staff_client):
-    body, _ = _paid(signup, stripe_sim, "starter")  # 2900 paid
+    body, _ = paid_customer(signup, stripe_sim, "starter")  # 2900 paid
     customer_id = body["customer"]["customer_id"]
 
     def refund(**fields):
@@ -283,7 +261,7 @@ def test_refund_of_a_trial_customer_is_no_payment_found(signup, stripe_sim, staf
 def test_refund_survives_a_lost_stripe_reply(signup, stripe_sim, staff_client):
     """Stripe made the refund but the reply was lost: the row stays pending, and the
     reconcile job completes it with the same idempotency key, without a second refund."""
-    body, _ = _paid(signup, stripe_sim)
+    body, _ = paid_customer(signup, stripe_sim)
     customer_id = body["customer"]["customer_id"]
     stripe_sim.fail_next("/v1/refunds", status=500, method="POST", after=True)
     response = staff_client.post(
@@ -302,7 +280,7 @@ def test_refund_survives_a_lost_stripe_reply(signup, stripe_sim, staff_client):
 
 
 def test_twenty_concurrent_identical_refunds_make_one(signup, stripe_sim):
-    body, _ = _paid(signup, stripe_sim)
+    body, _ = paid_customer(signup, stripe_sim)
     customer_id = body["customer"]["customer_id"]
     start = threading.Barrier(20)
 
@@ -336,7 +314,7 @@ def test_twenty_concurrent_identical_refunds_make_one(signup, stripe_sim):
 
 
 def test_duplicate_webhook_five_times_has_one_effect(signup, stripe_sim):
-    body, _ = _paid(signup, stripe_sim)
+    body, _ = paid_customer(signup, stripe_sim)
     customer_id = body["customer"]["customer_id"]
     completed = stripe_sim.events("checkout.session.completed")[-1]
     history_before = LicenseHistory.objects.count()
@@ -355,7 +333,7 @@ def test_duplicate_webhook_five_times_has_one_effect(signup, stripe_sim):
 
 
 def test_out_of_order_subscription_update_is_ignored(signup, stripe_sim, live_server):
-    body, client = _paid(signup, stripe_sim)
+    body, client = paid_customer(signup, stripe_sim)
     customer_id = body["customer"]["customer_id"]
     client.post(
         "/api/subscriptions/cancel-at-period-end", {"customer_id": customer_id}, format="json"
@@ -393,7 +371,7 @@ def test_out_of_order_subscription_update_is_ignored(signup, stripe_sim, live_se
 
 
 def test_payment_failure_sets_past_due_with_grace(signup, stripe_sim, settings):
-    body, client = _paid(signup, stripe_sim)
+    body, client = paid_customer(signup, stripe_sim)
     customer_id = body["customer"]["customer_id"]
     subscription = Subscription.objects.get(customer__customer_id=customer_id)
     stripe_sim.fail_renewal(subscription.stripe_subscription_id)
@@ -408,7 +386,7 @@ def test_payment_failure_sets_past_due_with_grace(signup, stripe_sim, settings):
 
 
 def test_subscription_deleted_in_stripe_ends_paid_license(signup, stripe_sim):
-    body, client = _paid(signup, stripe_sim)
+    body, client = paid_customer(signup, stripe_sim)
     customer_id = body["customer"]["customer_id"]
     subscription = Subscription.objects.get(customer__customer_id=customer_id)
     import stripe as stripe_lib
@@ -425,7 +403,7 @@ def test_subscription_deleted_in_stripe_ends_paid_license(signup, stripe_sim):
 
 
 def test_webhook_handler_failure_answers_500_and_can_be_replayed(signup, stripe_sim, live_server):
-    body, _ = _paid(signup, stripe_sim)
+    body, _ = paid_customer(signup, stripe_sim)
     completed = stripe_sim.events("checkout.session.completed")[-1]
     event = {**completed, "id": "evt_handler_fails"}
     stripe_sim.fail_next("/v1/subscriptions/", status=500, method="GET")

@@ -11,10 +11,12 @@ from subscriptions.services import subscription_set_plan
 
 
 class Command(BaseCommand):
-    help = "Manage customers: add, upgrade, list."
+    help = "Manage customers: add, upgrade, deactivate, list."
 
     def add_arguments(self, parser):
-        sub = parser.add_subparsers(dest="action", required=True, metavar="{add,upgrade,list}")
+        sub = parser.add_subparsers(
+            dest="action", required=True, metavar="{add,upgrade,deactivate,list}"
+        )
 
         add = sub.add_parser("add", help="Create a customer with a trial, API key and license.")
         add.add_argument("--email", required=True, help="Customer email (unique).")
@@ -35,6 +37,27 @@ class Command(BaseCommand):
         )
         upgrade.add_argument("--id", required=True, dest="customer_id", help="cust_... id.")
         upgrade.add_argument("--plan", required=True, choices=ASSIGNABLE_PLANS, help="New plan.")
+
+        deactivate = sub.add_parser(
+            "deactivate",
+            help="Deactivate: cancel the subscription now, revoke the license, soft-delete, and "
+            "schedule permanent deletion after the retention window. Safe to re-run.",
+        )
+        deactivate.add_argument("--id", required=True, dest="customer_id", help="cust_... id.")
+        deactivate.add_argument(
+            "--retention-days",
+            type=int,
+            default=30,
+            help="Days before permanent deletion (default 30).",
+        )
+        deactivate.add_argument(
+            "--refund",
+            action="store_true",
+            help="Also refund the unused part of the period (pro-rated).",
+        )
+        deactivate.add_argument(
+            "--keep-data", action="store_true", help="Do not schedule deletion."
+        )
 
         listing = sub.add_parser("list", help="List customers, newest first.")
         listing.add_argument("--limit", type=int, default=50, help="How many (default 50).")
@@ -78,6 +101,34 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 f"{customer.customer_id} now on {subscription.plan} ({subscription.status}); "
                 f"maxDevices {issued.claims['features']['maxDevices']}"
+            )
+        )
+
+    def _deactivate(self, options):
+        from customers.offboarding import DeactivationOptions, customer_deactivate
+
+        customer = Customer.objects.filter(customer_id=options["customer_id"]).first()
+        if customer is None:
+            raise CommandError(f"No customer {options['customer_id']}")
+        try:
+            deactivation = customer_deactivate(
+                customer=customer,
+                options=DeactivationOptions(
+                    issue_refund=options["refund"],
+                    delete_data=not options["keep_data"],
+                    retention_days=options["retention_days"],
+                ),
+                actor="command:customer deactivate",
+            )
+        except ApplicationError as exc:
+            raise CommandError(f"{exc.message} (re-run to complete the remaining steps)") from exc
+        customer.refresh_from_db()
+        when = customer.scheduled_deletion
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{customer.customer_id} deactivated; license revoked; "
+                + (f"deletion scheduled {when:%Y-%m-%d %H:%M} UTC" if when else "data kept")
+                + (f"; refund {deactivation.refund.amount} cents" if deactivation.refund else "")
             )
         )
 

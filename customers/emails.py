@@ -1,0 +1,58 @@
+"""Customer emails: the guide's communication templates, rendered as text and HTML."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+
+from customers.models import Customer
+
+SUBJECTS = {
+    "graceful_cancellation": "Your subscription will end on {end_date}",
+    "immediate_cancellation": "Your subscription has been canceled",
+    "deactivation": "Your Iotistic account has been deactivated",
+    "reactivation": "Your Iotistic account is active again",
+}
+
+
+def email_context(customer: Customer, extra: dict) -> dict:
+    from subscriptions.models import Refund
+
+    base_url = settings.PUBLIC_BASE_URL.rstrip("/")
+    subscription = getattr(customer, "subscription", None)
+    end = subscription.current_period_end if subscription else None
+    refund = None
+    if refund_id := extra.get("refund"):
+        refund = Refund.objects.filter(pk=refund_id, customer=customer).first()
+    if refund is None and (deactivation_id := extra.get("deactivation")):
+        deactivation = customer.deactivations.filter(pk=deactivation_id).first()
+        refund = deactivation.refund if deactivation else None
+    return {
+        "name": customer.full_name or customer.company_name or customer.email,
+        "customer_id": customer.customer_id,
+        "end_date": f"{end:%B %d, %Y}" if end else "the end of your billing period",
+        "refund": refund,
+        "refund_amount": f"{Decimal(refund.amount) / 100:.2f}" if refund else "",
+        "retention_days": extra.get("retention_days", 30),
+        "scheduled_deletion": f"{customer.scheduled_deletion:%B %d, %Y}"
+        if customer.scheduled_deletion
+        else "",
+        "keep_url": f"{base_url}/api/subscriptions/keep",
+        "reactivate_url": f"{base_url}/api/subscriptions/reactivate",
+        "subscribe_url": f"{base_url}/api/subscriptions/checkout",
+    }
+
+
+def customer_email_send(*, customer: Customer, template: str, extra: dict | None = None) -> None:
+    context = email_context(customer, extra or {})
+    subject = SUBJECTS[template].format(**context)
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=render_to_string(f"emails/{template}.txt", context),
+        to=[customer.email],
+    )
+    message.attach_alternative(render_to_string(f"emails/{template}.html", context), "text/html")
+    message.send()
