@@ -282,6 +282,9 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "customers.cleanup_execute_due_task",
         "schedule": crontab(hour=2, minute=0),
     },
+    # Every hour: roll raw usage reports older than USAGE_RAW_RETENTION_DAYS into daily
+    # totals (does nothing until another day crosses the cutoff).
+    "usage-rollup": {"task": "usage.usage_rollup_task", "schedule": 3600.0},
     # Every 5 minutes: refunds left pending by a crash or an outage, resent with their key.
     "refund-reconcile": {"task": "subscriptions.refund_reconcile_task", "schedule": 300.0},
 }
@@ -317,6 +320,11 @@ DEFAULT_TRIAL_DAYS = env.int("DEFAULT_TRIAL_DAYS", default=14)
 BASE_DOMAIN = env.str("BASE_DOMAIN", default="iotistic.ca")
 HELM_CHART_PATH = env.str("HELM_CHART_PATH", default=str(BASE_DIR / "charts" / "customer-instance"))
 SIMULATE_K8S_DEPLOYMENT = env.bool("SIMULATE_K8S_DEPLOYMENT", default=True)
+
+# ---------------------------------------------------------------- usage
+# Raw usage reports older than this are rolled up into daily totals (never under 36 days:
+# reports up to 35 days old are still accepted).
+USAGE_RAW_RETENTION_DAYS = env.int("USAGE_RAW_RETENTION_DAYS", default=40)
 
 # ---------------------------------------------------------------- email
 EMAIL_BACKEND = env.str(

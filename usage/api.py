@@ -1,0 +1,161 @@
+"""Usage endpoints: instances report (one or a batch); staff and the customer read history
+and consumption."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.api import ApplicationError, PageLimitPagination, UsageRateThrottle, api_doc
+from customers.auth import IsCustomerInstance, IsStaffOrCustomerInstance
+from customers.selectors import customer_get_for
+from usage import selectors, services
+from usage.serializers import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_REPORTS,
+    MAX_REPORT_BYTES,
+    BatchInput,
+    HistoryQuery,
+    ReportInput,
+    consumption_out,
+    report_out,
+    report_outcome_out,
+    totals_out,
+)
+
+_RULE = (
+    "Counters are cumulative since the instance started; send a `report_id` (UUID, reused on "
+    "retries) and `reported_at`. A repeat of a stored report answers 200 with "
+    '`"duplicate": true` and changes nothing.'
+)
+_ERRORS = {400: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT}
+
+
+def _limit_body(request, limit: int) -> None:
+    """Refuse a body over `limit` bytes before it is read or parsed."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit:
+        raise ApplicationError(
+            f"The request body is larger than the limit of {limit} bytes.",
+            error="Payload too large",
+            status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            details={"limit_bytes": limit},
+        )
+
+
+class UsageReportView(APIView):
+    permission_classes = [IsCustomerInstance]
+    throttle_classes = [UsageRateThrottle]
+
+    @api_doc(
+        "customer",
+        "Report one instance's usage",
+        request=ReportInput,
+        responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT, **_ERRORS},
+        description=f"{_RULE} `customer_id` must be the key's own customer (else 403). "
+        f"Body at most {MAX_REPORT_BYTES} bytes. Limited per customer (`RATE_LIMIT_USAGE`).",
+    )
+    def post(self, request):
+        _limit_body(request, MAX_REPORT_BYTES)
+        data = ReportInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        outcome = services.usage_report_record(
+            customer=request.user.customer, report=data.validated_data
+        )
+        return Response(
+            {"accepted": True, **report_outcome_out(outcome)},
+            status=status.HTTP_200_OK if outcome.duplicate else status.HTTP_201_CREATED,
+        )
+
+
+class UsageReportBatchView(APIView):
+    permission_classes = [IsCustomerInstance]
+    throttle_classes = [UsageRateThrottle]
+
+    @api_doc(
+        "customer",
+        "Report many snapshots at once (an instance catching up)",
+        request=BatchInput,
+        responses={200: OpenApiTypes.OBJECT, **_ERRORS},
+        description=f'`{{"reports": [...]}}`, 1 to {MAX_BATCH_REPORTS} reports, each with '
+        f"`reported_at`, stored with one insert; counts as one request against the rate "
+        f"limit. {_RULE} Any invalid report refuses the whole batch (400, details per index).",
+    )
+    def post(self, request):
+        _limit_body(request, MAX_BATCH_BYTES)
+        data = BatchInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        outcomes = services.usage_reports_record(
+            customer=request.user.customer, reports=data.validated_data["reports"]
+        )
+        duplicates = sum(o.duplicate for o in outcomes)
+        return Response(
+            {
+                "accepted": True,
+                "received": len(outcomes),
+                "inserted": len(outcomes) - duplicates,
+                "duplicates": duplicates,
+                "results": [report_outcome_out(o) for o in outcomes],
+            }
+        )
+
+
+class UsageHistoryView(APIView):
+    permission_classes = [IsStaffOrCustomerInstance]
+
+    @api_doc(
+        "staff_or_customer",
+        "Usage history: raw reports, a daily series and totals",
+        parameters=[
+            OpenApiParameter("days", int, description="UTC days up to today, 1-366 (default 30)"),
+            OpenApiParameter("page", int, description="1-based page of reports"),
+            OpenApiParameter("limit", int, description="reports per page, 1-100 (default 20)"),
+        ],
+        responses={200: OpenApiTypes.OBJECT},
+        description="Reports older than the raw retention are rolled up into the daily "
+        "series and no longer listed one by one.",
+    )
+    def get(self, request, customer_id: str):
+        customer = customer_get_for(user=request.user, customer_id=customer_id)
+        query = HistoryQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        days = query.validated_data["days"]
+        history = selectors.usage_history(customer=customer, days=days)
+        paginator = PageLimitPagination()
+        page = paginator.paginate_queryset(history.reports, request, view=self)
+        return Response(
+            {
+                "customer_id": customer.customer_id,
+                "days": days,
+                "from": history.first_day.isoformat(),
+                "to": (history.end_day - timedelta(days=1)).isoformat(),
+                "totals": totals_out(history.totals),
+                "daily": [{"date": day.isoformat(), **totals_out(t)} for day, t in history.daily],
+                "reports": [report_out(r) for r in page],
+                "pagination": paginator.pagination_meta(),
+            }
+        )
+
+
+class UsageConsumptionView(APIView):
+    permission_classes = [IsStaffOrCustomerInstance]
+
+    @api_doc(
+        "staff_or_customer",
+        "Consumption and overage in the current billing period",
+        responses={200: OpenApiTypes.OBJECT},
+        description="Per meter: used, allowance, overage and its amount in integer cents "
+        "(ROUND_HALF_UP per meter). The period is the subscription's while active or past "
+        "due, else the calendar month (UTC), metered in whole UTC days.",
+    )
+    def get(self, request, customer_id: str):
+        customer = customer_get_for(user=request.user, customer_id=customer_id)
+        return Response(consumption_out(selectors.usage_consumption(customer=customer)))

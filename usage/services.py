@@ -1,0 +1,307 @@
+"""Writes of the usage app: report ingestion, the daily roll-up, metered-push bookkeeping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from rest_framework import status
+
+from config.api import ApplicationError
+from customers.models import Customer
+from usage import metering
+from usage.models import (
+    COUNTER_FIELDS,
+    UsageBillingRecord,
+    UsageDaily,
+    UsageReport,
+    UsageRollupCursor,
+)
+from usage.selectors import raw_points, raw_predecessors
+
+# A report may be this old (client clock) and still be accepted; Stripe meter events
+# accept the same 35 days. Roll-up never touches a day that could still receive one.
+MAX_REPORT_AGE = timedelta(days=35)
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+DEFAULT_RAW_RETENTION_DAYS = 40
+
+_INSERT_FIELDS = (
+    "customer",
+    "instance_id",
+    "report_id",
+    "reported_at",
+    "received_at",
+    "started_at",
+    "active_devices",
+    "total_devices",
+    *COUNTER_FIELDS,
+    "postgres_size_mb",
+    "postgres_row_count",
+)
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    instance_id: str
+    reported_at: datetime
+    report_id: Any  # UUID | None
+    duplicate: bool
+
+
+def normalize_time(value: datetime) -> datetime:
+    """Reports are kept in UTC to the whole second (what metering integrates over)."""
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
+def _refuse_other_customer(customer: Customer, reports: Iterable[Mapping]) -> None:
+    others = sorted({r["customer_id"] for r in reports} - {customer.customer_id})
+    if others:
+        raise ApplicationError(
+            "This API key reports usage for its own customer only.",
+            error="Forbidden",
+            status_code=status.HTTP_403_FORBIDDEN,
+            details={"customer_id": others},
+        )
+
+
+def _insert_ignoring_duplicates(rows: Sequence[dict]) -> set[tuple[str, datetime]]:
+    """One multi-row INSERT ... ON CONFLICT DO NOTHING; the (instance_id, reported_at) of
+    the rows actually inserted (a unique key of the customer's reports).
+
+    Raw SQL because the ORM's bulk_create(ignore_conflicts=True) cannot tell which rows
+    went in. PostgreSQL and SQLite >= 3.35 both speak this dialect.
+    """
+    opts = UsageReport._meta
+    model_fields = [opts.get_field(name) for name in _INSERT_FIELDS]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in model_fields)
+    placeholders = "(" + ", ".join(["%s"] * len(model_fields)) + ")"
+    params = [
+        f.get_db_prep_save(row[f.attname if f.attname in row else f.name], connection)
+        for row in rows
+        for f in model_fields
+    ]
+    sql = (
+        f"INSERT INTO {quote(opts.db_table)} ({columns}) VALUES "  # noqa: S608 - names from _meta
+        f"{', '.join([placeholders] * len(rows))} ON CONFLICT DO NOTHING "
+        f"RETURNING {quote('instance_id')}, {quote('reported_at')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        returned = cursor.fetchall()
+    inserted = set()
+    for instance_id, reported_at in returned:
+        if isinstance(reported_at, str):  # SQLite hands back its text form, naive UTC
+            reported_at = parse_datetime(reported_at)
+        if timezone.is_naive(reported_at):
+            reported_at = reported_at.replace(tzinfo=UTC)
+        inserted.add((instance_id, normalize_time(reported_at)))
+    return inserted
+
+
+def _row(customer: Customer, report: Mapping, received_at: datetime) -> dict:
+    row = {name: report[name] for name in _INSERT_FIELDS if name in report}
+    row.update(
+        customer_id=customer.pk,
+        report_id=report.get("report_id"),
+        reported_at=normalize_time(report.get("reported_at") or received_at),
+        received_at=received_at,
+        started_at=normalize_time(report["started_at"]) if report.get("started_at") else None,
+    )
+    return row
+
+
+def usage_reports_record(*, customer: Customer, reports: Sequence[Mapping]) -> list[ReportOutcome]:
+    """Store validated reports with one INSERT; repeats of a stored report are skipped.
+
+    A repeat is a report with a `report_id`, or an (`instance_id`, `reported_at`), that the
+    customer already sent, including earlier in the same batch. Nothing else happens here:
+    no aggregation, no Stripe, no task; metering reads the rows later.
+    """
+    _refuse_other_customer(customer, reports)
+    received_at = normalize_time(timezone.now())
+    rows, seen_ids, seen_times, outcomes = [], set(), set(), []
+    for report in reports:
+        row = _row(customer, report, received_at)
+        key = (row["instance_id"], row["reported_at"])
+        report_id = row["report_id"]
+        repeat = key in seen_times or (report_id is not None and report_id in seen_ids)
+        if not repeat:
+            rows.append(row)
+            seen_times.add(key)
+            if row["report_id"] is not None:
+                seen_ids.add(row["report_id"])
+        outcomes.append((row, repeat))
+    inserted = _insert_ignoring_duplicates(rows) if rows else set()
+    return [
+        ReportOutcome(
+            instance_id=row["instance_id"],
+            reported_at=row["reported_at"],
+            report_id=row["report_id"],
+            duplicate=repeat or (row["instance_id"], row["reported_at"]) not in inserted,
+        )
+        for row, repeat in outcomes
+    ]
+
+
+def usage_report_record(*, customer: Customer, report: Mapping) -> ReportOutcome:
+    """Store one validated report (one INSERT); a repeat comes back with duplicate=True."""
+    return usage_reports_record(customer=customer, reports=[report])[0]
+
+
+# --------------------------------------------------------------------------- roll-up
+
+
+def rollup_cutoff_day(now: datetime | None = None) -> date:
+    """Days before this are rolled up: older than the retention, and too old to receive a
+    report (so a rolled-up day never changes again)."""
+    now = now or timezone.now()
+    retention = max(
+        getattr(settings, "USAGE_RAW_RETENTION_DAYS", DEFAULT_RAW_RETENTION_DAYS),
+        MAX_REPORT_AGE.days + 1,
+    )
+    return (now - timedelta(days=retention)).astimezone(UTC).date()
+
+
+def _rollup_customer_day(customer_pk: int, day: date) -> UsageDaily | None:
+    start = datetime.fromtimestamp(metering.day_start(day), tz=UTC)
+    end = start + timedelta(days=1)
+    points = raw_points(customer_pk=customer_pk, start=start, end=end)
+    predecessors = raw_predecessors(customer_pk=customer_pk, before=start)
+    days = metering.daily_usage(
+        points=[p for p, _ in points],
+        predecessors={k: p for k, (p, _) in predecessors.items()},
+        first_day=day,
+        end_day=day + timedelta(days=1),
+    )
+    # Keep the latest report of each instance: the next delta and interval start there.
+    anchors = {instance: pk for instance, (_, pk) in predecessors.items()}
+    anchors.update({p.instance_id: pk for p, pk in points})  # points are in time order
+    UsageReport.objects.filter(customer_id=customer_pk, reported_at__lt=end).exclude(
+        pk__in=anchors.values()
+    ).delete()
+    if day not in days:
+        return None
+    return UsageDaily(customer_id=customer_pk, day=day, **days[day].as_fields())
+
+
+def usage_rollup(*, now: datetime | None = None, max_days: int = 400) -> int:
+    """Roll raw reports of whole days before the cutoff into UsageDaily; returns the days done.
+
+    Steps, one transaction per day with the cursor row locked (a second run waits, then
+    finds the day done): compute each customer's day exactly as metering would from raw
+    reports, write it, delete that day's raw reports except each instance's latest, move
+    the cursor. Safe to run twice and to interrupt.
+    """
+    cutoff = rollup_cutoff_day(now)
+    first = UsageReport.objects.order_by("reported_at").values_list("reported_at", flat=True)
+    earliest = first.first()
+    initial = min(earliest.astimezone(UTC).date(), cutoff) if earliest else cutoff
+    UsageRollupCursor.objects.get_or_create(id=1, defaults={"rolled_until": initial})
+    done = 0
+    while done < max_days:
+        with transaction.atomic():
+            cursor = UsageRollupCursor.objects.select_for_update().get(id=1)
+            day = cursor.rolled_until
+            if day >= cutoff:
+                break
+            start = datetime.fromtimestamp(metering.day_start(day), tz=UTC)
+            candidates = (
+                UsageReport.objects.filter(
+                    reported_at__gte=start - metering.GAP_CAP,
+                    reported_at__lt=start + timedelta(days=1),
+                )
+                .order_by()
+                .values_list("customer_id", flat=True)
+                .distinct()
+            )
+            rows = [_rollup_customer_day(pk, day) for pk in sorted(set(candidates))]
+            UsageDaily.objects.bulk_create([row for row in rows if row is not None])
+            cursor.rolled_until = day + timedelta(days=1)
+            cursor.save(update_fields=["rolled_until", "updated_at"])
+        done += 1
+    return done
+
+
+# --------------------------------------------------------------------------- metered push
+
+
+@dataclass(frozen=True)
+class PushIntent:
+    """A meter event to send: Stripe must receive exactly `quantity` under `identifier`."""
+
+    record: UsageBillingRecord
+    identifier: str
+    quantity: Decimal
+    amount_cents: int
+
+
+def usage_billing_records_sync(
+    *, customer: Customer, period: metering.BillingPeriod, lines: Mapping[str, metering.MeterLine]
+) -> list[UsageBillingRecord]:
+    """Record the latest computed overage of each meter for the period (idempotent)."""
+    records = []
+    for meter, line in lines.items():
+        quantity = line.overage.quantize(metering.QUANTITY_STEP)
+        record, _ = UsageBillingRecord.objects.get_or_create(
+            customer=customer,
+            period_start=period.start,
+            meter=meter,
+            defaults={"period_end": period.end},
+        )
+        UsageBillingRecord.objects.filter(pk=record.pk).update(
+            quantity=quantity, amount_cents=line.amount_cents, period_end=period.end
+        )
+        record.refresh_from_db()
+        records.append(record)
+    return records
+
+
+@transaction.atomic
+def usage_billing_push_begin(*, record: UsageBillingRecord) -> PushIntent | None:
+    """What to send to Stripe for this record now, saved as in flight first; None if
+    nothing is owed. A record already in flight gets its same identifier and amount back."""
+    record = (
+        UsageBillingRecord.objects.select_for_update().select_related("customer").get(pk=record.pk)
+    )
+    if record.status != UsageBillingRecord.Status.IN_FLIGHT:
+        quantity = record.quantity - record.quantity_pushed
+        amount = record.amount_cents - record.amount_cents_pushed
+        if quantity <= 0 and amount <= 0:
+            return None
+        record.identifier = record.next_identifier()
+        record.in_flight_quantity = max(quantity, Decimal(0))
+        record.in_flight_amount_cents = max(amount, 0)
+        record.status = UsageBillingRecord.Status.IN_FLIGHT
+    record.attempts += 1
+    record.save()
+    return PushIntent(
+        record=record,
+        identifier=record.identifier,
+        quantity=record.in_flight_quantity,
+        amount_cents=record.in_flight_amount_cents,
+    )
+
+
+@transaction.atomic
+def usage_billing_push_confirm(*, record: UsageBillingRecord, identifier: str) -> bool:
+    """Count the in-flight event `identifier` as pushed; False if it already was."""
+    record = UsageBillingRecord.objects.select_for_update().get(pk=record.pk)
+    if record.status != UsageBillingRecord.Status.IN_FLIGHT or record.identifier != identifier:
+        return False
+    record.quantity_pushed += record.in_flight_quantity
+    record.amount_cents_pushed += record.in_flight_amount_cents
+    record.in_flight_quantity, record.in_flight_amount_cents = Decimal(0), 0
+    record.push_count += 1
+    record.status = UsageBillingRecord.Status.PUSHED
+    record.pushed_at = timezone.now()
+    record.last_error = ""
+    record.save()
+    return True
