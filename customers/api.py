@@ -119,6 +119,20 @@ class CustomerDetailView(APIView):
         )
 
 
+def _issue_key(request, customer_id: str, issue, action: str) -> Response:
+    """Issue (or rotate to) a new key of the customer; the secret is in this response only."""
+    customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
+    data = ApiKeyCreateInput(data=request.data)
+    data.is_valid(raise_exception=True)
+    issued = issue(customer=customer, name=data.validated_data["name"])
+    audit_record(
+        action=action, customer=customer, actor=actor_of(request.user), prefix=issued.record.prefix
+    )
+    return Response(
+        {"api_key": issued.raw_key, **api_key_out(issued.record)}, status=status.HTTP_201_CREATED
+    )
+
+
 class ApiKeyListCreateView(APIView):
     permission_classes = [IsStaffOrCustomerInstance]
 
@@ -138,20 +152,7 @@ class ApiKeyListCreateView(APIView):
         responses={201: OpenApiTypes.OBJECT},
     )
     def post(self, request, customer_id: str):
-        customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
-        data = ApiKeyCreateInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        issued = services.api_key_issue(customer=customer, name=data.validated_data["name"])
-        audit_record(
-            action="api_key.issued",
-            customer=customer,
-            actor=actor_of(request.user),
-            prefix=issued.record.prefix,
-        )
-        return Response(
-            {"api_key": issued.raw_key, **api_key_out(issued.record)},
-            status=status.HTTP_201_CREATED,
-        )
+        return _issue_key(request, customer_id, services.api_key_issue, "api_key.issued")
 
 
 class ApiKeyRotateView(APIView):
@@ -164,20 +165,7 @@ class ApiKeyRotateView(APIView):
         responses={201: OpenApiTypes.OBJECT},
     )
     def post(self, request, customer_id: str):
-        customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
-        data = ApiKeyCreateInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        issued = services.api_key_rotate(customer=customer, name=data.validated_data["name"])
-        audit_record(
-            action="api_key.rotated",
-            customer=customer,
-            actor=actor_of(request.user),
-            prefix=issued.record.prefix,
-        )
-        return Response(
-            {"api_key": issued.raw_key, **api_key_out(issued.record)},
-            status=status.HTTP_201_CREATED,
-        )
+        return _issue_key(request, customer_id, services.api_key_rotate, "api_key.rotated")
 
 
 class ApiKeyDetailView(APIView):
