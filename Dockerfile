@@ -6,6 +6,13 @@ RUN python -m venv /venv
 COPY requirements.txt /tmp/requirements.txt
 RUN /venv/bin/pip install -r /tmp/requirements.txt
 
+# Helm CLI for real customer installs (SIMULATE_K8S_DEPLOYMENT=false), from the official release.
+FROM python:3.11-slim AS helm
+ARG TARGETARCH=amd64
+ARG HELM_VERSION=3.17.3
+ADD https://get.helm.sh/helm-v${HELM_VERSION}-linux-${TARGETARCH}.tar.gz /tmp/helm.tgz
+RUN tar -xzf /tmp/helm.tgz -C /tmp && mv /tmp/linux-${TARGETARCH}/helm /usr/local/bin/helm
+
 # Runtime stage: the virtualenv and the code, run as a non-root user.
 FROM python:3.11-slim AS runtime
 ENV PATH=/venv/bin:$PATH \
@@ -20,6 +27,7 @@ ENV PATH=/venv/bin:$PATH \
 RUN useradd --create-home --uid 10001 billing
 WORKDIR /app
 COPY --from=build /venv /venv
+COPY --from=helm /usr/local/bin/helm /usr/local/bin/helm
 COPY --chown=billing:billing . .
 # Static files are collected with throwaway secrets: production settings refuse to load without them.
 RUN DEBUG=true LICENSE_PRIVATE_KEY_PATH=/tmp/k/private.pem LICENSE_PUBLIC_KEY_PATH=/tmp/k/public.pem \

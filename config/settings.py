@@ -282,6 +282,8 @@ CELERY_BEAT_SCHEDULE: dict = {
         "task": "customers.cleanup_execute_due_task",
         "schedule": crontab(hour=2, minute=0),
     },
+    # Every minute: re-enqueue deployment jobs the broker lost (the record is the outbox).
+    "deployment-sweep": {"task": "deployments.deployment_sweep_task", "schedule": 60.0},
     # Every hour: roll raw usage reports older than USAGE_RAW_RETENTION_DAYS into daily
     # totals (does nothing until another day crosses the cutoff).
     "usage-rollup": {"task": "usage.usage_rollup_task", "schedule": 3600.0},
@@ -290,6 +292,13 @@ CELERY_BEAT_SCHEDULE: dict = {
 }
 QUEUE_MAX_RETRY = env.int("QUEUE_MAX_RETRY", default=3)
 QUEUE_BACKOFF_DELAY_MS = env.int("QUEUE_BACKOFF_DELAY", default=5000)
+# Outbox sweep: jobs queued this long were lost; runs silent this long died with their worker.
+DEPLOYMENT_QUEUED_STALE_SECONDS = env.int("DEPLOYMENT_QUEUED_STALE_SECONDS", default=300)
+DEPLOYMENT_RUNNING_STALE_SECONDS = env.int(
+    "DEPLOYMENT_RUNNING_STALE_SECONDS", default=CELERY_TASK_TIME_LIMIT + 60
+)
+# Seconds GET /api/queue/stats waits for the workers' answers.
+QUEUE_STATS_INSPECT_TIMEOUT = env.float("QUEUE_STATS_INSPECT_TIMEOUT", default=1.0)
 
 FLOWER_URL = env.str("FLOWER_URL", default="http://127.0.0.1:5555/admin/queues")
 
@@ -320,6 +329,16 @@ DEFAULT_TRIAL_DAYS = env.int("DEFAULT_TRIAL_DAYS", default=14)
 BASE_DOMAIN = env.str("BASE_DOMAIN", default="iotistic.ca")
 HELM_CHART_PATH = env.str("HELM_CHART_PATH", default=str(BASE_DIR / "charts" / "customer-instance"))
 SIMULATE_K8S_DEPLOYMENT = env.bool("SIMULATE_K8S_DEPLOYMENT", default=True)
+# Seconds a simulated install takes on a worker (unset: 3-5 s, as the guide); in-process jobs
+# never wait.
+SIMULATED_DEPLOY_SECONDS = env.float("SIMULATED_DEPLOY_SECONDS", default=None)
+# Real installs: the helm CLI, a kubeconfig file (unset: in-cluster service account, else
+# ~/.kube/config), Helm's timeout and how long to wait for the pods (together under
+# QUEUE_TASK_SOFT_TIME_LIMIT).
+HELM_BINARY = env.str("HELM_BINARY", default="helm")
+KUBECONFIG = env.str("KUBECONFIG", default="")
+HELM_TIMEOUT_SECONDS = env.int("HELM_TIMEOUT_SECONDS", default=300)
+DEPLOY_READY_TIMEOUT_SECONDS = env.int("DEPLOY_READY_TIMEOUT_SECONDS", default=180)
 
 # ---------------------------------------------------------------- usage
 # Raw usage reports older than this are rolled up into daily totals (never under 36 days:

@@ -250,20 +250,29 @@ def cleanup_execute_due(
     transaction: a concurrent run skips it, and a run that dies mid-way rolls back and the
     next run does it again (namespace deletion is idempotent).
     """
+    from deployments.kubernetes import DeploymentError
+
     now = now or timezone.now()
     done = 0
+    failed: list[int] = []
     while True:
-        with transaction.atomic():
-            record = (
-                CleanupRecord.objects.select_for_update(skip_locked=True)
-                .filter(status=CleanupRecord.Status.SCHEDULED, scheduled_for__lte=now)
-                .order_by("scheduled_for", "pk")
-                .first()
-            )
-            if record is None:
-                return done
-            _delete_customer(record=record, now=now, actor=actor)
-            done += 1
+        try:
+            with transaction.atomic():
+                record = (
+                    CleanupRecord.objects.select_for_update(skip_locked=True)
+                    .filter(status=CleanupRecord.Status.SCHEDULED, scheduled_for__lte=now)
+                    .exclude(pk__in=failed)
+                    .order_by("scheduled_for", "pk")
+                    .first()
+                )
+                if record is None:
+                    return done
+                _delete_customer(record=record, now=now, actor=actor)
+                done += 1
+        except DeploymentError as exc:
+            # The namespace could not be deleted: nothing was purged; the next run retries.
+            logger.warning("Deletion of %s postponed: %s", record.namespace, exc)
+            failed.append(record.pk)
 
 
 def _delete_customer(*, record: CleanupRecord, now: datetime, actor: str) -> None:

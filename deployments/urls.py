@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401 - routes are added with this app's endpoints
+from django.urls import path
 
-urlpatterns: list = []
+from deployments import api
+
+urlpatterns = [
+    path("queue/stats", api.QueueStatsView.as_view(), name="queue-stats"),
+]

@@ -248,6 +248,15 @@ def license_refresh(*, customer: Customer, reason: str) -> None:
         license_get_or_issue(customer=customer, reason=reason)
     except ApplicationError:
         logger.info("License of %s not re-issued: revoked", customer.customer_id)
+        return
+    if customer.is_active and customer.subscription.status in ("active", "trialing", "past_due"):
+        from deployments.services import deployment_redeploy
+
+        try:
+            # The instance gets the new license (IOTISTIC_LICENSE_KEY) with its new limits.
+            deployment_redeploy(customer=customer)
+        except ApplicationError as exc:
+            logger.info("Instance of %s not redeployed: %s", customer.customer_id, exc.message)
 
 
 def _locked(customer: Customer) -> Subscription:

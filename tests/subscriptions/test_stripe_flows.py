@@ -13,6 +13,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from customers.models import Customer
+from deployments.models import Deployment
 from licensing.models import LicenseHistory
 from subscriptions.models import Refund, StripeEvent, Subscription
 from subscriptions.stripe_simulator import ApiError, sign_payload
@@ -101,6 +102,8 @@ def test_upgrade_prorates_and_reissues_license(signup, stripe_sim):
     body, client = paid_customer(signup, stripe_sim, "professional")
     customer_id = body["customer"]["customer_id"]
     stripe_sim.advance_clock(10 * DAY)
+    deployment = Deployment.objects.get(customer__customer_id=customer_id)
+    job_before = deployment.celery_task_id
 
     # when upgrading to enterprise (29900)
     response = client.post(
@@ -125,6 +128,10 @@ def test_upgrade_prorates_and_reissues_license(signup, stripe_sim):
         )
     )
     assert actions[0] == ("upgraded", "enterprise")
+    # and the instance is redeployed with the new license
+    deployment.refresh_from_db()
+    assert deployment.celery_task_id != job_before
+    assert deployment.status == "deployed"
     # a retry of the same upgrade is refused, not charged twice
     again = client.post(
         "/api/subscriptions/upgrade",
