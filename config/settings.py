@@ -284,6 +284,9 @@ CELERY_BEAT_SCHEDULE: dict = {
     },
     # Every minute: re-enqueue deployment jobs the broker lost (the record is the outbox).
     "deployment-sweep": {"task": "deployments.deployment_sweep_task", "schedule": 60.0},
+    # Every 15 minutes: push each paying customer's unbilled overage to Stripe Billing Meters
+    # (each amount once; a run interrupted by a crash, 429s or an outage is resumed by the next).
+    "usage-billing-push": {"task": "usage.usage_billing_push_task", "schedule": 900.0},
     # Every hour: roll raw usage reports older than USAGE_RAW_RETENTION_DAYS into daily
     # totals (does nothing until another day crosses the cutoff).
     "usage-rollup": {"task": "usage.usage_rollup_task", "schedule": 3600.0},
@@ -318,6 +321,11 @@ if STRIPE_SIMULATOR:
     STRIPE_SECRET_KEY = "sk_test_simulator"  # noqa: S105 - the simulator accepts any sk_test_
     STRIPE_API_BASE = f"http://127.0.0.1:{STRIPE_SIMULATOR_PORT}"
     STRIPE_WEBHOOK_SECRETS = STRIPE_WEBHOOK_SECRETS or ["whsec_stripe_simulator_local"]
+# Meter events per second sent by the usage push (Stripe allows 25/s in test mode, 100 in live).
+STRIPE_METER_RATE_PER_SECOND = env.float("STRIPE_METER_RATE_PER_SECOND", default=20.0)
+# Stripe's invoice finalization grace period (Dashboard → Invoice settings; default 1 hour):
+# overage of an ended period pushed within it is dated into that period's invoice.
+STRIPE_INVOICE_GRACE_SECONDS = env.int("STRIPE_INVOICE_GRACE_SECONDS", default=3600)
 # A refund request identical to one made this many seconds ago returns that refund instead.
 REFUND_DEDUP_WINDOW_SECONDS = env.int("REFUND_DEDUP_WINDOW_SECONDS", default=600)
 STRIPE_PRICE_STARTER = env.str("STRIPE_PRICE_STARTER", default="")

@@ -122,6 +122,33 @@ def _price_for(plan: str) -> str:
         return price_id
 
 
+def _metered_prices() -> list[str]:
+    """The overage meters' metered prices, in `stripe_api.OVERAGE_METERS` order: a paid
+    subscription carries one item per meter, so its overage pushed to the meters is billed."""
+    keys = [stripe_api.overage_lookup_key(meter) for meter in stripe_api.OVERAGE_METERS]
+    found = stripe_api.price_ids_by_lookup_key(keys)
+    missing = [key for key in keys if key not in found]
+    if missing and settings.STRIPE_SIMULATOR:
+        # As for the plans' prices: the simulator starts empty on every `make run`.
+        for meter, display_name in stripe_api.OVERAGE_METERS.items():
+            meter_id, _ = stripe_api.meter_ensure(
+                event_name=stripe_api.meter_event_name(meter),
+                display_name=f"{display_name} (US cents)",
+            )
+            found[stripe_api.overage_lookup_key(meter)], _ = stripe_api.metered_price_ensure(
+                lookup_key=stripe_api.overage_lookup_key(meter),
+                meter_id=meter_id,
+                product_name=f"Iotistic {display_name}",
+                description=f"{display_name}, billed in US cents (1 unit = $0.01)",
+            )
+    elif missing:
+        raise stripe_api.StripeError(
+            f"No Stripe price with lookup key {', '.join(missing)}; run `manage.py stripe_setup`.",
+            code="price_missing",
+        )
+    return [found[key] for key in keys]
+
+
 # ---------------------------------------------------------------- checkout
 def checkout_session_start(
     *, customer: Customer, plan: str, success_url: str, cancel_url: str
@@ -144,6 +171,7 @@ def checkout_session_start(
         session = stripe_api.checkout_session_create(
             stripe_customer_id=stripe_customer_id,
             price_id=_price_for(plan),
+            metered_price_ids=_metered_prices(),
             success_url=success_url,
             cancel_url=cancel_url,
             customer_id=customer.customer_id,
@@ -160,15 +188,37 @@ def _ts(value) -> datetime | None:
     return datetime.fromtimestamp(value, tz=UTC) if value else None
 
 
-def _plan_of(stripe_sub: dict) -> str | None:
-    items = (stripe_sub.get("items") or {}).get("data") or []
-    price = items[0].get("price") if items else None
+def _plan_of_price(price) -> str | None:
     if isinstance(price, dict):
         for plan in PAID_PLANS:
             if price.get("lookup_key") == PLANS[plan].stripe_lookup_key:
                 return plan
             if price.get("id") and price["id"] == getattr(settings, f"STRIPE_PRICE_{plan.upper()}"):
                 return plan
+    return None
+
+
+def _base_item(stripe_sub: dict) -> dict | None:
+    """The plan's (licensed) item of a subscription that also has one metered item per
+    overage meter: the item whose price is a plan's, else the first item not metered."""
+    items = (stripe_sub.get("items") or {}).get("data") or []
+    for item in items:
+        if _plan_of_price(item.get("price")):
+            return item
+    for item in items:
+        price = item.get("price")
+        if not (
+            isinstance(price, dict)
+            and (price.get("recurring") or {}).get("usage_type") == "metered"
+        ):
+            return item
+    return None
+
+
+def _plan_of(stripe_sub: dict) -> str | None:
+    item = _base_item(stripe_sub)
+    if plan := _plan_of_price(item.get("price") if item else None):
+        return plan
     plan = (stripe_sub.get("metadata") or {}).get("plan")
     return plan if plan in PAID_PLANS else None
 
@@ -198,9 +248,9 @@ def subscription_apply_stripe(
     subscription.plan = plan
     subscription.status = stripe_sub.get("status") or subscription.status
     subscription.stripe_subscription_id = stripe_sub["id"]
-    items = (stripe_sub.get("items") or {}).get("data") or []
-    if items and isinstance(items[0].get("price"), dict):
-        subscription.stripe_price_id = items[0]["price"]["id"]
+    base = _base_item(stripe_sub)
+    if base and isinstance(base.get("price"), dict):
+        subscription.stripe_price_id = base["price"]["id"]
     subscription.current_period_start, subscription.current_period_end = _period(stripe_sub)
     subscription.cancel_at_period_end = bool(stripe_sub.get("cancel_at_period_end"))
     subscription.canceled_at = _ts(stripe_sub.get("canceled_at"))
@@ -296,7 +346,13 @@ def subscription_upgrade(*, customer: Customer, new_plan: str) -> Subscription:
         )
     try:
         current = stripe_api.subscription_retrieve(subscription.stripe_subscription_id)
-        item_id = current["items"]["data"][0]["id"]
+        base = _base_item(current)
+        if base is None:
+            raise stripe_api.StripeError(
+                f"Subscription {subscription.stripe_subscription_id} has no plan item.",
+                code="no_plan_item",
+            )
+        item_id = base["id"]
         price_id = _price_for(new_plan)
         updated = stripe_api.subscription_change_price(
             subscription_id=subscription.stripe_subscription_id,

@@ -7,6 +7,7 @@ so a retried request never charges, refunds or cancels twice. Results are plain 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import stripe
@@ -141,6 +142,127 @@ def price_ensure(
     return price["id"], True
 
 
+# ---------------------------------------------------------------- metered overage
+# One Billing Meter and one metered price per overage meter of `usage.UsageBillingRecord`.
+# The meter value is the overage in US cents and the price is 1 cent per unit: the cents are
+# computed and rounded once, by us (README "Consumption billing"), and Stripe only sums them.
+OVERAGE_METERS = {
+    "mqtt_gb": "MQTT traffic overage",
+    "http_gb": "HTTP traffic overage",
+    "storage_gb_months": "Storage overage",
+    "api_calls_thousands": "API calls overage",
+    "extra_devices": "Extra devices",
+}
+
+
+def meter_event_name(meter: str) -> str:
+    return f"iotistic_{meter}"
+
+
+def overage_lookup_key(meter: str) -> str:
+    return f"iotistic_overage_{meter}"
+
+
+def _meters_by_event_name() -> dict[str, dict]:
+    client = _client()
+    found: dict[str, dict] = {}
+    params: dict[str, Any] = {"limit": 100}
+    while True:
+        page = _call(client.v1.billing.meters.list, **params)
+        for meter in page["data"]:
+            found.setdefault(meter["event_name"], meter)
+        if not page.get("has_more") or not page["data"]:
+            return found
+        params["starting_after"] = page["data"][-1]["id"]
+
+
+def meter_ensure(*, event_name: str, display_name: str) -> tuple[str, bool]:
+    """The Billing Meter summing `value` per `stripe_customer_id` for `event_name`, made if
+    missing; (id, new). An event name belongs to one meter, so it is the meter's key."""
+    existing = _meters_by_event_name().get(event_name)
+    if existing is not None:
+        if existing.get("status") not in (None, "active"):
+            raise StripeError(
+                f"Meter {existing['id']} ({event_name}) is {existing['status']}; reactivate it "
+                "in the Stripe dashboard.",
+                code="meter_inactive",
+            )
+        return existing["id"], False
+    client = _client()
+    meter = _call(
+        client.v1.billing.meters.create,
+        idempotency_key=f"setup-meter:{event_name}",
+        display_name=display_name,
+        event_name=event_name,
+        default_aggregation={"formula": "sum"},
+        customer_mapping={"type": "by_id", "event_payload_key": "stripe_customer_id"},
+        value_settings={"event_payload_key": "value"},
+    )
+    return meter["id"], True
+
+
+def metered_price_ensure(
+    *, lookup_key: str, meter_id: str, product_name: str, description: str
+) -> tuple[str, bool]:
+    """The monthly USD metered price of 1 cent per unit on `meter_id`, with its product,
+    made if missing; (id, new). Found by lookup key, like the plans' prices."""
+    client = _client()
+    existing = _call(client.v1.prices.list, lookup_keys=[lookup_key], limit=1)
+    if existing["data"]:
+        return existing["data"][0]["id"], False
+    product = _call(
+        client.v1.products.create,
+        idempotency_key=f"setup-product:{lookup_key}",
+        name=product_name,
+        description=description,
+    )
+    price = _call(
+        client.v1.prices.create,
+        idempotency_key=f"setup-price:{lookup_key}",
+        product=product["id"],
+        currency="usd",
+        unit_amount=1,
+        recurring={"interval": "month", "usage_type": "metered", "meter": meter_id},
+        lookup_key=lookup_key,
+    )
+    return price["id"], True
+
+
+def price_ids_by_lookup_key(lookup_keys: list[str]) -> dict[str, str]:
+    """Active price ids of the given lookup keys (those that exist), cached for an hour."""
+    found: dict[str, str] = {}
+    missing = []
+    for key in lookup_keys:
+        cached = cache.get(f"stripe:price:{key}")
+        if cached:
+            found[key] = cached
+        else:
+            missing.append(key)
+    if missing:
+        client = _client()
+        prices = _call(client.v1.prices.list, lookup_keys=missing, active=True, limit=100)
+        for price in prices["data"]:
+            found[price["lookup_key"]] = price["id"]
+            cache.set(f"stripe:price:{price['lookup_key']}", price["id"], timeout=3600)
+    return found
+
+
+def meter_event_create(
+    *, event_name: str, stripe_customer_id: str, value: int, identifier: str, timestamp: int
+) -> dict:
+    """Report `value` on a meter. Stripe refuses a second event with the same `identifier`
+    (400 `duplicate_meter_event`, for at least 24 hours): that identifier is the dedup key,
+    so no idempotency key is sent (a retry may carry another timestamp)."""
+    client = _client()
+    return _call(
+        client.v1.billing.meter_events.create,
+        event_name=event_name,
+        payload={"stripe_customer_id": stripe_customer_id, "value": str(value)},
+        identifier=identifier,
+        timestamp=timestamp,
+    )
+
+
 # ---------------------------------------------------------------- checkout
 def checkout_session_create(
     *,
@@ -151,14 +273,20 @@ def checkout_session_create(
     customer_id: str,
     plan: str,
     idempotency_key: str,
+    metered_price_ids: Sequence[str] = (),
 ) -> dict:
+    """Subscribe to `price_id` (quantity 1) plus the metered prices (billed from meters, so
+    they carry no quantity)."""
     client = _client()
     return _call(
         client.v1.checkout.sessions.create,
         idempotency_key=idempotency_key,
         mode="subscription",
         customer=stripe_customer_id,
-        line_items=[{"price": price_id, "quantity": 1}],
+        line_items=[
+            {"price": price_id, "quantity": 1},
+            *({"price": metered} for metered in metered_price_ids),
+        ],
         success_url=success_url,
         cancel_url=cancel_url,
         client_reference_id=customer_id,

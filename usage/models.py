@@ -161,6 +161,9 @@ class UsageBillingRecord(models.Model):
     period_start = models.DateTimeField()
     period_end = models.DateTimeField()
     meter = models.CharField(max_length=32, choices=Meter.choices)
+    # The plan the overage was computed against at the last sync: a period that has ended is
+    # recomputed against it (not against a plan the customer moved to since).
+    plan = models.CharField(max_length=32, blank=True)
     quantity = models.DecimalField(max_digits=24, decimal_places=6, default=0)
     amount_cents = models.PositiveBigIntegerField(default=0)
     quantity_pushed = models.DecimalField(max_digits=24, decimal_places=6, default=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -16,6 +18,7 @@ from rest_framework import status
 
 from config.api import ApplicationError
 from customers.models import Customer
+from subscriptions import plans, stripe_api
 from usage import metering
 from usage.models import (
     COUNTER_FIELDS,
@@ -24,13 +27,15 @@ from usage.models import (
     UsageReport,
     UsageRollupCursor,
 )
-from usage.selectors import raw_points, raw_predecessors
+from usage.selectors import raw_points, raw_predecessors, usage_consumption
 
 # A report may be this old (client clock) and still be accepted; Stripe meter events
 # accept the same 35 days. Roll-up never touches a day that could still receive one.
 MAX_REPORT_AGE = timedelta(days=35)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 DEFAULT_RAW_RETENTION_DAYS = 40
+
+logger = logging.getLogger(__name__)
 
 _INSERT_FIELDS = (
     "customer",
@@ -244,9 +249,14 @@ class PushIntent:
 
 
 def usage_billing_records_sync(
-    *, customer: Customer, period: metering.BillingPeriod, lines: Mapping[str, metering.MeterLine]
+    *,
+    customer: Customer,
+    period: metering.BillingPeriod,
+    lines: Mapping[str, metering.MeterLine],
+    plan: str = "",
 ) -> list[UsageBillingRecord]:
-    """Record the latest computed overage of each meter for the period (idempotent)."""
+    """Record the latest computed overage of each meter for the period (idempotent), and the
+    plan it was computed against."""
     records = []
     for meter, line in lines.items():
         quantity = line.overage.quantize(metering.QUANTITY_STEP)
@@ -257,7 +267,10 @@ def usage_billing_records_sync(
             defaults={"period_end": period.end},
         )
         UsageBillingRecord.objects.filter(pk=record.pk).update(
-            quantity=quantity, amount_cents=line.amount_cents, period_end=period.end
+            quantity=quantity,
+            amount_cents=line.amount_cents,
+            period_end=period.end,
+            **({"plan": plan} if plan else {}),
         )
         record.refresh_from_db()
         records.append(record)
@@ -305,3 +318,184 @@ def usage_billing_push_confirm(*, record: UsageBillingRecord, identifier: str) -
     record.last_error = ""
     record.save()
     return True
+
+
+@transaction.atomic
+def usage_billing_push_fail(*, record: UsageBillingRecord, error: str) -> None:
+    """Note why the in-flight event did not reach Stripe; the next push resends it as is."""
+    UsageBillingRecord.objects.filter(pk=record.pk).update(
+        last_error=error[:1000], updated_at=timezone.now()
+    )
+
+
+# --------------------------------------------------------------------------- push to Stripe
+
+# Backoff after a 429 that the stripe library's own retries did not absorb: 1, 2, 4, 8, 16 s,
+# then the run stops and the next one resumes (every in-flight event keeps its identifier).
+BACKOFF_BASE_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 30.0
+MAX_CONSECUTIVE_RATE_LIMITS = 5
+DEFAULT_METER_RATE_PER_SECOND = 20.0  # Stripe allows 25 requests/s in test mode, 100 in live
+DEFAULT_INVOICE_GRACE_SECONDS = 3600  # Stripe's default invoice finalization grace period
+
+
+class PushStopped(Exception):
+    """Stripe is unavailable or keeps rate limiting: stop this run, the next one resumes."""
+
+
+class StripePacer:
+    """Spaces one push run's Stripe calls to at most `rate` per second and backs off on 429.
+
+    Each 429 halves the rate for the rest of the run and sleeps an exponentially growing,
+    bounded delay; after MAX_CONSECUTIVE_RATE_LIMITS in a row it gives up (PushStopped).
+    """
+
+    def __init__(self, rate: float, *, sleep=time.sleep, clock=time.monotonic) -> None:
+        self.rate = max(float(rate), 0.1)
+        self._sleep, self._clock = sleep, clock
+        self._next = clock()
+        self._rate_limited = 0
+
+    def wait(self) -> None:
+        now = self._clock()
+        if now < self._next:
+            self._sleep(self._next - now)
+            now = self._next
+        self._next = now + 1 / self.rate
+
+    def ok(self) -> None:
+        self._rate_limited = 0
+
+    def rate_limited(self) -> None:
+        self._rate_limited += 1
+        if self._rate_limited > MAX_CONSECUTIVE_RATE_LIMITS:
+            raise PushStopped("Stripe keeps answering 429 (rate limited)")
+        self.rate = max(self.rate / 2, 1.0)
+        delay = BACKOFF_BASE_SECONDS * 2 ** (self._rate_limited - 1)
+        self._sleep(min(delay, BACKOFF_MAX_SECONDS))
+
+
+@dataclass
+class PushStats:
+    sent: int = 0  # meter events Stripe accepted
+    duplicates: int = 0  # in-flight events Stripe already had (confirmed without a new event)
+    zero: int = 0  # pushes worth no whole cent, confirmed without an event
+    failed: int = 0  # refused by Stripe for good; left in flight with `last_error`
+
+    def add(self, other: PushStats) -> None:
+        for name in ("sent", "duplicates", "zero", "failed"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def _event_timestamp(period_end: datetime, now: datetime) -> int:
+    """When the meter event happened, as Stripe bills it: now inside the period; the
+    period's last second while Stripe still holds that period's invoice as a draft (the
+    finalization grace period), so late overage lands on its own period's invoice; after
+    that, now (Stripe then bills it on the next invoice rather than not at all)."""
+    grace = timedelta(
+        seconds=getattr(settings, "STRIPE_INVOICE_GRACE_SECONDS", DEFAULT_INVOICE_GRACE_SECONDS)
+    )
+    if period_end <= now < period_end + grace:
+        return int(period_end.timestamp()) - 1
+    return int(now.timestamp())
+
+
+def _push_record(
+    *, record: UsageBillingRecord, stripe_customer_id: str, pacer: StripePacer, now: datetime
+) -> PushStats:
+    """begin → meter event → confirm for one record (see UsageBillingRecord)."""
+    stats = PushStats()
+    intent = usage_billing_push_begin(record=record)
+    if intent is None:
+        return stats
+    if intent.amount_cents <= 0:
+        usage_billing_push_confirm(record=record, identifier=intent.identifier)
+        stats.zero += 1
+        return stats
+    while True:
+        pacer.wait()
+        try:
+            stripe_api.meter_event_create(
+                event_name=stripe_api.meter_event_name(record.meter),
+                stripe_customer_id=stripe_customer_id,
+                value=intent.amount_cents,
+                identifier=intent.identifier,
+                timestamp=_event_timestamp(record.period_end, now),
+            )
+        except stripe_api.StripeError as exc:
+            if exc.code == "duplicate_meter_event":  # sent before; its reply was lost
+                usage_billing_push_confirm(record=record, identifier=intent.identifier)
+                stats.duplicates += 1
+                return stats
+            usage_billing_push_fail(record=record, error=f"{exc.http_status}: {exc.user_message}")
+            if exc.http_status == 429:
+                pacer.rate_limited()
+                continue
+            if exc.retryable:
+                raise PushStopped(f"Stripe unavailable: {exc.user_message}") from exc
+            logger.error("Meter event %s refused: %s", intent.identifier, exc.user_message)
+            stats.failed += 1
+            return stats
+        pacer.ok()
+        usage_billing_push_confirm(record=record, identifier=intent.identifier)
+        stats.sent += 1
+        return stats
+
+
+def _periods_to_push(customer: Customer, now: datetime) -> list[tuple[metering.BillingPeriod, str]]:
+    """(period, plan name or "" for the plan entitled now), oldest first: earlier periods
+    that have records and could still receive reports (MAX_REPORT_AGE), then the current one.
+
+    An ended period is recomputed once more on every run, so reports that arrive after the
+    period rolled over are still pushed, against the plan its overage was computed with.
+    """
+    current = metering.billing_period(subscription=customer.subscription, at=now)
+    earlier: dict[datetime, tuple[datetime, str]] = {}
+    rows = (
+        UsageBillingRecord.objects.filter(
+            customer=customer,
+            period_start__lt=current.start,
+            period_end__gt=now - MAX_REPORT_AGE,
+        )
+        .order_by()
+        .values_list("period_start", "period_end", "plan")
+    )
+    for start, end, plan in rows:
+        earlier[start] = (end, plan or earlier.get(start, (end, ""))[1])
+    periods = [
+        (metering.BillingPeriod(start=start, end=end, source="subscription"), plan)
+        for start, (end, plan) in sorted(earlier.items())
+    ]
+    return [*periods, (current, "")]
+
+
+def usage_billing_push_customer(
+    *, customer: Customer, pacer: StripePacer, now: datetime | None = None
+) -> PushStats:
+    """Push the customer's unbilled overage to Stripe's meters, each amount once.
+
+    Steps, per period (earlier ones still open to late reports, then the current one):
+    compute the consumption, record it (`usage_billing_records_sync`), then for each meter
+    send what is owed beyond what was pushed as one meter event with a stable identifier.
+    A crash at any point is safe to resume: an event in flight is resent with its
+    identifier, and Stripe's `duplicate_meter_event` answer counts it as delivered.
+    Raises PushStopped when Stripe is unavailable or keeps rate limiting.
+    """
+    now = now or timezone.now()
+    stats = PushStats()
+    for period, plan_name in _periods_to_push(customer, now):
+        plan = plans.PLANS.get(plan_name) if plan_name else None
+        result = usage_consumption(customer=customer, period=period, plan=plan)
+        records = usage_billing_records_sync(
+            customer=customer, period=period, lines=result.lines, plan=result.plan.name
+        )
+        for record in records:
+            stats.add(
+                _push_record(
+                    record=record,
+                    stripe_customer_id=customer.stripe_customer_id,
+                    pacer=pacer,
+                    now=now,
+                )
+            )
+    return stats
