@@ -117,7 +117,12 @@ def price_id_for_plan(plan: str, lookup_key: str) -> str:
 
 
 def price_ensure(
-    *, lookup_key: str, product_name: str, description: str, unit_amount: int
+    *,
+    lookup_key: str,
+    product_name: str,
+    description: str,
+    unit_amount: int,
+    recurring: dict | None = None,
 ) -> tuple[str, bool]:
     """The monthly USD price with `lookup_key`, made with its product if missing; (id, new)."""
     client = _client()
@@ -136,7 +141,7 @@ def price_ensure(
         product=product["id"],
         currency="usd",
         unit_amount=unit_amount,
-        recurring={"interval": "month"},
+        recurring={"interval": "month", **(recurring or {})},
         lookup_key=lookup_key,
     )
     return price["id"], True
@@ -206,26 +211,13 @@ def metered_price_ensure(
 ) -> tuple[str, bool]:
     """The monthly USD metered price of 1 cent per unit on `meter_id`, with its product,
     made if missing; (id, new). Found by lookup key, like the plans' prices."""
-    client = _client()
-    existing = _call(client.v1.prices.list, lookup_keys=[lookup_key], limit=1)
-    if existing["data"]:
-        return existing["data"][0]["id"], False
-    product = _call(
-        client.v1.products.create,
-        idempotency_key=f"setup-product:{lookup_key}",
-        name=product_name,
-        description=description,
-    )
-    price = _call(
-        client.v1.prices.create,
-        idempotency_key=f"setup-price:{lookup_key}",
-        product=product["id"],
-        currency="usd",
-        unit_amount=1,
-        recurring={"interval": "month", "usage_type": "metered", "meter": meter_id},
+    return price_ensure(
         lookup_key=lookup_key,
+        product_name=product_name,
+        description=description,
+        unit_amount=1,
+        recurring={"usage_type": "metered", "meter": meter_id},
     )
-    return price["id"], True
 
 
 def price_ids_by_lookup_key(lookup_keys: list[str]) -> dict[str, str]:
