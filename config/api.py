@@ -209,7 +209,7 @@ class PageLimitPagination(PageNumberPagination):
 
     def paginate_queryset(self, queryset, request, view=None):
         raw = request.query_params.get(self.page_query_param, "1")
-        if not raw.isdigit() or int(raw) < 1:
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
             raise exceptions.ValidationError({"page": ["Must be a positive integer."]})
         return super().paginate_queryset(queryset, request, view)
 

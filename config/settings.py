@@ -223,7 +223,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["config.api.CustomerRateThrottle"],
     "EXCEPTION_HANDLER": "config.api.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "NUM_PROXIES": NUM_PROXIES or None,
+    # An int, never None: None would make DRF trust a client-sent X-Forwarded-For entirely.
+    "NUM_PROXIES": NUM_PROXIES,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 # Request bodies above this are refused before parsing (usage batches stay well below).

@@ -179,7 +179,11 @@ class ApiKeyDetailView(APIView):
     )
     def delete(self, request, customer_id: str, prefix: str):
         customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
-        api_key = CustomerApiKey.objects.filter(customer=customer, prefix=prefix).first()
+        api_key = (
+            CustomerApiKey.objects.filter(customer=customer, prefix=prefix).first()
+            if prefix.isprintable()
+            else None
+        )
         if api_key is None:
             raise NotFound(f"API key {prefix} not found.")
         api_key = services.api_key_revoke(api_key=api_key)

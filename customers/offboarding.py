@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 DEACTIVATED_BY = "deactivation"
 # A deactivation's refund is looked up by its key for as long as the row lives.
 _REFUND_KEY_WINDOW = timedelta(days=3650)
+_UNREFUNDABLE = ("Nothing to refund", "Invalid refund amount", "No payment found")
 
 
 @dataclass(frozen=True)
@@ -102,19 +103,29 @@ def customer_deactivate(
 
         if deactivation.refund_done_at is None:
             if options.issue_refund and customer.subscription.latest_amount_paid:
-                refund = refunds.refund_request(
-                    customer=customer,
-                    reason=options.refund_reason,
-                    amount=options.refund_amount,
-                    use_prorated=options.refund_amount is None,
-                    description="Refund on deactivation",
-                    client_key=f"deactivation:{deactivation.pk}",
-                    dedup_window=_REFUND_KEY_WINDOW,
-                    actor=actor,
-                ).refund
-                if refund.status == Refund.Status.PENDING and not refund.stripe_refund_id:
-                    refund = refunds.refund_submit(refund=refund)
-                Deactivation.objects.filter(pk=deactivation.pk).update(refund=refund)
+                try:
+                    refund = refunds.refund_request(
+                        customer=customer,
+                        reason=options.refund_reason,
+                        amount=options.refund_amount,
+                        use_prorated=options.refund_amount is None,
+                        description="Refund on deactivation",
+                        client_key=f"deactivation:{deactivation.pk}",
+                        dedup_window=_REFUND_KEY_WINDOW,
+                        actor=actor,
+                    ).refund
+                except ApplicationError as exc:
+                    # Nothing (more) is refundable: a re-run would hit the same answer, so the
+                    # step is done without a refund and the deactivation goes on.
+                    if exc.error not in _UNREFUNDABLE:
+                        raise
+                    Deactivation.objects.filter(pk=deactivation.pk).update(
+                        last_error=f"Refund skipped: {exc.message}"[:2000]
+                    )
+                else:
+                    if refund.status == Refund.Status.PENDING and not refund.stripe_refund_id:
+                        refund = refunds.refund_submit(refund=refund)
+                    Deactivation.objects.filter(pk=deactivation.pk).update(refund=refund)
             Deactivation.objects.filter(pk=deactivation.pk).update(refund_done_at=now())
             deactivation.refresh_from_db()
 
@@ -167,7 +178,8 @@ def _finish(
         deactivation.deletion_scheduled_at = now
     deactivation.status = Deactivation.Status.COMPLETED
     deactivation.completed_at = now
-    deactivation.last_error = ""
+    if not deactivation.last_error.startswith("Refund skipped"):
+        deactivation.last_error = ""
     deactivation.save()
     audit_record(
         action="customer.deactivated",
@@ -269,17 +281,28 @@ def cleanup_execute_due(
                     return done
                 _delete_customer(record=record, now=now, actor=actor)
                 done += 1
-        except DeploymentError as exc:
-            # The namespace could not be deleted: nothing was purged; the next run retries.
+        except (DeploymentError, ApplicationError) as exc:
+            # The namespace (or the Stripe subscription) could not be removed: nothing was
+            # purged, the transaction rolled back, and the next run retries this record.
             logger.warning("Deletion of %s postponed: %s", record.namespace, exc)
             failed.append(record.pk)
 
 
 def _delete_customer(*, record: CleanupRecord, now: datetime, actor: str) -> None:
     from deployments.services import deployment_delete_now
+    from subscriptions.services import subscription_cancel_now
 
-    customer = Customer.objects.select_related("subscription").get(pk=record.customer_id)
+    customer = Customer.objects.select_related("subscription").filter(pk=record.customer_id).first()
     deployment_delete_now(namespace=record.namespace)
+    if customer is None:  # the customer row was removed by other means: only the namespace left
+        CleanupRecord.objects.filter(pk=record.pk).update(
+            status=CleanupRecord.Status.EXECUTED, executed_at=now
+        )
+        return
+    subscription = getattr(customer, "subscription", None)
+    if subscription and subscription.stripe_subscription_id and subscription.status != "canceled":
+        # Purging the rows must not leave Stripe charging a customer we no longer know.
+        subscription_cancel_now(customer=customer, actor=actor)
     rows = customer_purge(customer=customer)
     DeletedCustomer.objects.get_or_create(
         customer_id_hash=customer_id_hash(customer.customer_id),

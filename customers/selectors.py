@@ -20,6 +20,8 @@ def customer_get_for(*, user, customer_id: str) -> Customer:
     for another answers 404, exactly as for a customer that does not exist, so a key
     cannot even learn which ids exist.
     """
+    if len(customer_id) > 40 or not customer_id.isprintable():
+        raise NotFound(f"Customer {customer_id!r} not found.")
     queryset = Customer.objects.select_related("subscription")
     if is_customer(user):
         if user.customer.customer_id != customer_id:

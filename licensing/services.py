@@ -28,6 +28,8 @@ ISSUE_ACTIONS = (
     LicenseHistory.Action.DOWNGRADED,
 )
 REVOCATION_LIST_TTL = timedelta(hours=1)
+# Revocations made by workflows, lifted again by them (resubscription, reactivation).
+AUTOMATIC_REVOKERS = ("subscription-canceled", "deactivation")
 _REVOCATIONS_CACHE_KEY = "licensing:revocations"
 # A cached license is re-signed this long before it expires, so instances never get a stale one.
 _REFRESH_MARGIN = timedelta(days=1)
@@ -173,11 +175,21 @@ def _sign_and_record(
 def license_revoke(*, customer: Customer, reason: str, actor: str) -> LicenseRevocation:
     """Refuse further fetches and list the customer's unexpired license ids as revoked.
 
-    Idempotent: revoking a revoked license keeps the first revocation and writes nothing.
+    Idempotent: revoking a revoked license keeps the first revocation and writes nothing,
+    except that a deliberate revocation (staff) replaces an automatic one (cancellation,
+    deactivation), so a later payment or reactivation does not lift it.
     """
-    revocation, created = LicenseRevocation.objects.get_or_create(
+    revocation, created = LicenseRevocation.objects.select_for_update().get_or_create(
         customer=customer, defaults={"reason": reason, "revoked_by": actor}
     )
+    if (
+        not created
+        and revocation.revoked_by in AUTOMATIC_REVOKERS
+        and actor not in AUTOMATIC_REVOKERS
+    ):
+        revocation.reason, revocation.revoked_by = reason, actor
+        revocation.save(update_fields=["reason", "revoked_by"])
+        created = True
     if created:
         last = LicenseHistory.objects.filter(customer=customer, action__in=ISSUE_ACTIONS).first()
         LicenseHistory.objects.create(

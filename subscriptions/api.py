@@ -166,6 +166,8 @@ class CancelImmediateView(APIView):
         customer, values = _input(serializers.CancelImmediateInput, request)
         if values["issue_refund"] and not IsStaff().has_permission(request, self):
             raise PermissionDenied("Refunds are issued by staff only.")
+        if values["issue_refund"]:
+            refunds.refund_check(customer=customer, amount=values.get("refund_amount"))
         subscription = services.subscription_cancel_now(customer=customer, actor=str(request.user))
         refund = None
         if values["issue_refund"]:

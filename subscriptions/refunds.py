@@ -125,12 +125,7 @@ def _refund_reserve(
     actor: str,
 ) -> tuple[Refund, bool]:
     subscription = Subscription.objects.select_for_update().get(customer=customer)
-    if (
-        subscription.status == Subscription.Status.TRIALING
-        or not subscription.latest_amount_paid
-        or not subscription.latest_payment_reference
-    ):
-        raise _no_payment(customer)
+    _require_payment(customer, subscription)
 
     asked = "prorated" if use_prorated and amount is None else str(amount)
     fingerprint_source = (
@@ -152,14 +147,41 @@ def _refund_reserve(
     if amount is None and use_prorated:
         if not (subscription.current_period_start and subscription.current_period_end):
             raise _no_payment(customer)
-        amount = prorated_refund_amount(
-            amount_paid=subscription.latest_amount_paid,
-            period_start=subscription.current_period_start,
-            period_end=subscription.current_period_end,
-            now=timezone.now(),
+        amount = min(
+            remaining,
+            prorated_refund_amount(
+                amount_paid=subscription.latest_amount_paid,
+                period_start=subscription.current_period_start,
+                period_end=subscription.current_period_end,
+                now=timezone.now(),
+            ),
         )
     elif amount is None:
         amount = remaining
+    _check_amount(customer, subscription, amount, remaining)
+    refund = Refund.objects.create(
+        customer=customer,
+        amount=amount,
+        reason=reason,
+        description=description,
+        idempotency_key=f"refund:{customer.customer_id}:{uuid.uuid4().hex}",
+        request_fingerprint=fingerprint,
+        payment_reference=subscription.latest_payment_reference,
+        requested_by=actor,
+    )
+    return refund, False
+
+
+def _require_payment(customer: Customer, subscription: Subscription) -> None:
+    if (
+        subscription.status == Subscription.Status.TRIALING
+        or not subscription.latest_amount_paid
+        or not subscription.latest_payment_reference
+    ):
+        raise _no_payment(customer)
+
+
+def _check_amount(customer: Customer, subscription: Subscription, amount: int, remaining: int):
     if remaining <= 0:
         raise ApplicationError(
             f"The payment of {customer.customer_id} is already fully refunded.",
@@ -175,17 +197,15 @@ def _refund_reserve(
             status_code=status.HTTP_409_CONFLICT if amount > 0 else status.HTTP_400_BAD_REQUEST,
             details={"requested": amount, "refundable": remaining},
         )
-    refund = Refund.objects.create(
-        customer=customer,
-        amount=amount,
-        reason=reason,
-        description=description,
-        idempotency_key=f"refund:{customer.customer_id}:{uuid.uuid4().hex}",
-        request_fingerprint=fingerprint,
-        payment_reference=subscription.latest_payment_reference,
-        requested_by=actor,
-    )
-    return refund, False
+
+
+def refund_check(*, customer: Customer, amount: int | None) -> None:
+    """Raise what a refund of `amount` (None: pro-rated or all) would raise, writing nothing,
+    so a cancellation is not done when its refund would be refused."""
+    subscription = Subscription.objects.get(customer=customer)
+    _require_payment(customer, subscription)
+    remaining = subscription.latest_amount_paid - _already_refunded(subscription)
+    _check_amount(customer, subscription, remaining if amount is None else amount, remaining)
 
 
 def refund_submit(*, refund: Refund) -> Refund:

@@ -286,9 +286,12 @@ def license_refresh(*, customer: Customer, reason: str) -> None:
     from licensing.models import LicenseRevocation
     from licensing.services import license_get_or_issue, license_restore
 
-    customer = Customer.objects.select_related("subscription").get(pk=customer.pk)
+    customer = Customer.objects.select_related("subscription").filter(pk=customer.pk).first()
+    if customer is None:  # deleted meanwhile (the offboarding purge cancels, then deletes)
+        return
     if (
-        customer.subscription.status in ("active", "trialing", "past_due")
+        customer.is_active
+        and customer.subscription.status in ("active", "trialing", "past_due")
         and LicenseRevocation.objects.filter(
             customer=customer, revoked_by=CANCELED_BY_SUBSCRIPTION
         ).exists()
@@ -408,6 +411,7 @@ def subscription_cancel_now(*, customer: Customer, actor: str) -> Subscription:
             )
         except stripe_api.StripeError as exc:
             raise _stripe_failure(exc) from exc
+        _bump_revision(subscription)  # a later checkout must not replay the one that was paid
         subscription, _ = subscription_apply_stripe(customer=customer, stripe_sub=canceled)
     license_revoke(
         customer=customer, reason="Subscription canceled", actor=CANCELED_BY_SUBSCRIPTION

@@ -107,3 +107,9 @@ def test_invalid_paging_is_400(staff_client):
     assert_error_shape(staff_client.get("/api/customers?limit=0"), 400)
     assert_error_shape(staff_client.get("/api/customers?page=abc"), 400)
     assert_error_shape(staff_client.get("/api/customers?limit=1000"), 400)
+    assert_error_shape(staff_client.get("/api/customers?page=%C2%B2"), 400)
+
+
+def test_odd_path_ids_are_404_not_500(staff_client):
+    assert_error_shape(staff_client.get("/api/customers/cust_%00x"), 404)
+    assert_error_shape(staff_client.get("/api/licenses/" + "x" * 300), 404)

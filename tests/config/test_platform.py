@@ -76,6 +76,12 @@ def test_public_endpoint_is_throttled_per_ip_with_retry_after(api_client, settin
     assert 0 < int(response["Retry-After"]) <= 15 * 60
     other_ip = api_client.get("/api/licenses/public-key", REMOTE_ADDR="10.9.8.7")
     assert other_ip.status_code == 200
+    # a client-sent X-Forwarded-For is not a way around the limit
+    spoofed = [
+        api_client.get("/api/licenses/public-key", HTTP_X_FORWARDED_FOR=f"10.0.0.{n}").status_code
+        for n in range(3)
+    ]
+    assert spoofed == [429, 429, 429]
 
 
 def test_customer_rate_limit_is_per_customer(signup, settings):

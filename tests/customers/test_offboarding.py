@@ -295,3 +295,42 @@ def test_audit_log_is_read_only_and_filterable_in_admin(client, django_user_mode
         client.post(f"/admin/customers/auditlog/{row.pk}/delete/", {"post": "yes"}).status_code
         == 403
     )
+
+
+def test_deactivation_with_an_unpayable_refund_still_completes(signup, stripe_sim, staff_client):
+    body, _ = paid_customer(signup, stripe_sim)  # 9900 paid
+    customer_id = body["customer"]["customer_id"]
+    response = _deactivate(
+        staff_client, customer_id, issue_refund=True, refund_amount=50_000, retention_days=30
+    )
+    assert response.status_code == 200, response.content
+    result = response.json()["result"]
+    assert result["refundIssued"] is False
+    assert result["licenseRevoked"] is True
+    assert result["dataScheduledForDeletion"] is True
+    assert (
+        "Refund skipped" in Deactivation.objects.get(customer__customer_id=customer_id).last_error
+    )
+    assert stripe_sim.state.all("refund") == []
+
+
+@pytest.mark.django_db
+def test_sweep_survives_a_record_whose_customer_was_removed(staff_client, signup):
+    first, second = signup(), signup()
+    for body in (first, second):
+        _deactivate(staff_client, body["customer"]["customer_id"], retention_days=0)
+    Customer.objects.get(customer_id=first["customer"]["customer_id"]).delete()
+    assert cleanup_execute_due() == 2
+    assert not Customer.objects.exists()
+    assert set(CleanupRecord.objects.values_list("status", flat=True)) == {"executed"}
+
+
+def test_deletion_cancels_a_live_stripe_subscription(signup, stripe_sim, staff_client):
+    body, _ = paid_customer(signup, stripe_sim)
+    customer_id = body["customer"]["customer_id"]
+    sub_id = Subscription.objects.get(customer__customer_id=customer_id).stripe_subscription_id
+    _deactivate(staff_client, customer_id, cancel_subscription=False, retention_days=0)
+    assert stripe_sim.get(sub_id)["status"] == "active"
+    assert cleanup_execute_due() == 1
+    assert stripe_sim.get(sub_id)["status"] == "canceled"
+    assert not Customer.objects.filter(customer_id=customer_id).exists()

@@ -14,8 +14,9 @@ from rest_framework.test import APIClient
 
 from customers.models import Customer
 from deployments.models import Deployment
-from licensing.models import LicenseHistory
+from licensing.models import LicenseHistory, LicenseRevocation
 from subscriptions.models import Refund, StripeEvent, Subscription
+from subscriptions.services import license_refresh
 from subscriptions.stripe_simulator import ApiError, sign_payload
 from tests.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, customer_client
 from tests.stripe_helpers import DAY, checkout, paid_customer
@@ -192,6 +193,17 @@ def test_legacy_cancel_ends_access_now(signup, stripe_sim):
         == 200
     )
     assert Refund.objects.count() == 0
+    # a staff revocation replaces the automatic one, so a later payment does not lift it
+    staff = APIClient()
+    staff.credentials(HTTP_AUTHORIZATION=f"Bearer {ADMIN_TOKEN}")
+    revoked = staff.post(f"/api/licenses/{customer_id}/revoke", {"reason": "fraud"}, format="json")
+    assert revoked.json()["reason"] == "fraud"
+    subscription = Subscription.objects.get(customer__customer_id=customer_id)
+    subscription.status = "active"
+    subscription.save()
+    license_refresh(customer=subscription.customer, reason="test")
+    assert LicenseRevocation.objects.get(customer__customer_id=customer_id).reason == "fraud"
+    assert client.get(f"/api/licenses/{customer_id}").status_code == 403
 
 
 def test_cancel_immediate_with_prorated_refund(signup, stripe_sim, staff_client):
@@ -454,3 +466,20 @@ def test_prorated_amount_matches_the_guides_example():
         now=start + timedelta(days=10, seconds=1),
     )
     assert started_day == 6333  # a started day counts as used: 19 / 30
+
+
+def test_cancel_immediate_with_an_impossible_refund_changes_nothing(
+    signup, stripe_sim, staff_client
+):
+    body, _ = paid_customer(signup, stripe_sim)  # 9900 paid
+    customer_id = body["customer"]["customer_id"]
+    response = staff_client.post(
+        "/api/subscriptions/cancel-immediate",
+        {"customer_id": customer_id, "issue_refund": True, "refund_amount": 50_000},
+        format="json",
+    )
+    assert response.status_code == 409
+    assert response.json()["error"] == "Invalid refund amount"
+    subscription = Subscription.objects.get(customer__customer_id=customer_id)
+    assert subscription.status == "active"
+    assert stripe_sim.get(subscription.stripe_subscription_id)["status"] == "active"
