@@ -28,6 +28,7 @@ from config.api import ApplicationError
 from customers.models import Customer
 from subscriptions import stripe_api
 from subscriptions.models import Refund, Subscription
+from subscriptions.services import require_stripe
 
 _COUNTED = (Refund.Status.PENDING, Refund.Status.SUCCEEDED, Refund.Status.REQUIRES_ACTION)
 
@@ -87,7 +88,7 @@ def refund_request(
     actor: str = "",
 ) -> RefundResult:
     """Refund the current period's payment: `amount`, pro-rated, or all that remains."""
-    stripe_api_required()
+    require_stripe()
     refund, duplicate = _refund_reserve(
         customer=customer,
         reason=reason,
@@ -101,15 +102,6 @@ def refund_request(
     if duplicate or refund.status != Refund.Status.PENDING:
         return RefundResult(refund=refund, duplicate=duplicate)
     return RefundResult(refund=refund_submit(refund=refund), duplicate=False)
-
-
-def stripe_api_required() -> None:
-    if not stripe_api.is_configured():
-        raise ApplicationError(
-            "Stripe is not configured (STRIPE_SECRET_KEY).",
-            error="Payment provider unavailable",
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        )
 
 
 @transaction.atomic

@@ -95,7 +95,8 @@ def _stripe_failure(exc: stripe_api.StripeError) -> ApplicationError:
     )
 
 
-def _require_stripe() -> None:
+def require_stripe() -> None:
+    """503 when no Stripe is configured: the money endpoints cannot work without it."""
     if not stripe_api.is_configured():
         raise ApplicationError(
             "Stripe is not configured (STRIPE_SECRET_KEY).",
@@ -155,7 +156,7 @@ def checkout_session_start(
 ) -> dict:
     """A Stripe Checkout session for `plan`. The same request within Stripe's 24 h idempotency
     window returns the same session instead of a second one."""
-    _require_stripe()
+    require_stripe()
     if plan not in PAID_PLANS:
         raise ApplicationError(f"Plan {plan!r} cannot be bought.", error="Invalid plan")
     subscription = customer.subscription
@@ -334,10 +335,20 @@ def _bump_revision(subscription: Subscription) -> None:
     Subscription.objects.filter(pk=subscription.pk).update(revision=F("revision") + 1)
 
 
+def _applied_change(
+    *, customer: Customer, subscription: Subscription, stripe_sub: dict
+) -> Subscription:
+    """After a change Stripe accepted: a new revision (the next change gets new idempotency
+    keys), then the local row made to say what Stripe answered."""
+    _bump_revision(subscription)
+    subscription, _ = subscription_apply_stripe(customer=customer, stripe_sub=stripe_sub)
+    return subscription
+
+
 # ---------------------------------------------------------------- plan change
 def subscription_upgrade(*, customer: Customer, new_plan: str) -> Subscription:
     """Change plan now with Stripe's proration; the license is re-issued and logged."""
-    _require_stripe()
+    require_stripe()
     if new_plan not in PAID_PLANS:
         raise ApplicationError(f"Plan {new_plan!r} cannot be bought.", error="Invalid plan")
     subscription = _paid_subscription(customer)
@@ -366,15 +377,13 @@ def subscription_upgrade(*, customer: Customer, new_plan: str) -> Subscription:
         )
     except stripe_api.StripeError as exc:
         raise _stripe_failure(exc) from exc
-    _bump_revision(subscription)
-    subscription, _ = subscription_apply_stripe(customer=customer, stripe_sub=updated)
-    return subscription
+    return _applied_change(customer=customer, subscription=subscription, stripe_sub=updated)
 
 
 # ---------------------------------------------------------------- cancellation
 def subscription_cancel_at_period_end(*, customer: Customer, cancel: bool) -> Subscription:
     """Graceful cancel (True) or keep (False); the customer keeps access until the period ends."""
-    _require_stripe()
+    require_stripe()
     subscription = _paid_subscription(customer)
     if subscription.cancel_at_period_end == cancel:
         return subscription
@@ -386,16 +395,14 @@ def subscription_cancel_at_period_end(*, customer: Customer, cancel: bool) -> Su
         )
     except stripe_api.StripeError as exc:
         raise _stripe_failure(exc) from exc
-    _bump_revision(subscription)
-    subscription, _ = subscription_apply_stripe(customer=customer, stripe_sub=updated)
-    return subscription
+    return _applied_change(customer=customer, subscription=subscription, stripe_sub=updated)
 
 
 def subscription_cancel_now(*, customer: Customer, actor: str) -> Subscription:
     """Cancel at once and revoke the license (access ends now). Safe to repeat."""
     from licensing.services import license_revoke
 
-    _require_stripe()
+    require_stripe()
     subscription = customer.subscription
     if not subscription.stripe_subscription_id:
         raise ApplicationError(
