@@ -126,8 +126,8 @@ def in_process(args) -> None:
     from django.test.utils import override_settings, setup_test_environment
     from rest_framework.test import APIClient
 
+    from customers.credentials import api_key_issue
     from customers.models import Customer
-    from customers.services import api_key_issue
 
     setup_test_environment()
     database = connection.creation.create_test_db(verbosity=0, autoclobber=True)

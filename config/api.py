@@ -1,8 +1,5 @@
-"""Shared API plumbing: the one error type and shape, strict input, paging, throttles.
-
-Every 4xx and 5xx leaves the API as
-    {"error": "<short title>", "message": "<one sentence for a person>", "details": {...}}
-which is the shape of the guide's device-limit 403.
+"""Shared API plumbing of the interface layer: the exception handler that renders every
+error in the one shape (core.errors), strict input, paging, throttles, schema docs.
 """
 
 from __future__ import annotations
@@ -20,29 +17,9 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
+from core.errors import ApplicationError, error_body
+
 logger = logging.getLogger(__name__)
-
-
-class ApplicationError(Exception):
-    """A business rule said no. Raised by services; rendered by `exception_handler`."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        error: str = "Request refused",
-        status_code: int = status.HTTP_400_BAD_REQUEST,
-        details: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.error = error
-        self.status_code = status_code
-        self.details = dict(details or {})
-
-
-def error_body(error: str, message: str, details: Mapping[str, Any] | None = None) -> dict:
-    return {"error": error, "message": message, "details": dict(details or {})}
 
 
 def _flatten(detail: Any, prefix: str = "") -> list[str]:
@@ -267,15 +244,6 @@ class UsageRateThrottle(CustomerRateThrottle):
     """Usage reports per customer: 60 / hour, as the guide's usageLimiter."""
 
     scope = "usage"
-
-
-def iso(value) -> str | None:
-    """UTC timestamp in the guide's form, e.g. `2025-10-22T10:00:00Z`."""
-    if value is None:
-        return None
-    from datetime import UTC
-
-    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 AUTH_RULES = {

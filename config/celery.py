@@ -13,10 +13,3 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("billing")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-
-
-def backoff_seconds(retries: int) -> float:
-    """Exponential backoff from QUEUE_BACKOFF_DELAY (ms): delay, 2×delay, 4×delay, ..."""
-    from django.conf import settings
-
-    return settings.QUEUE_BACKOFF_DELAY_MS / 1000 * (2**retries)

@@ -21,6 +21,25 @@ env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """A boolean variable, read strictly: true/false, 1/0 or yes/no in any case; unset or
+    empty means `default`. Anything else stops start-up (django-environ would read a
+    misspelt `ture` as false)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ImproperlyConfigured(
+        f"{name}={raw!r} is not a boolean: use true or false (also 1/0, yes/no, any case)."
+    )
+
+
 def _secret(name: str, default: str = "") -> str:
     """Read NAME, or the file named by NAME_FILE (Kubernetes secrets mounted as files)."""
     file_path = env.str(f"{name}_FILE", default="")
@@ -29,7 +48,7 @@ def _secret(name: str, default: str = "") -> str:
     return env.str(name, default=default)
 
 
-DEBUG = env.bool("DEBUG", default=True)
+DEBUG = env_bool("DEBUG", True)
 
 SECRET_KEY = _secret("SECRET_KEY")
 ADMIN_API_TOKEN = _secret("ADMIN_API_TOKEN")
@@ -84,7 +103,10 @@ INSTALLED_APPS = [
     "licensing",
     "usage",
     "deployments",
+    "lifecycle",
 ]
+# The audit log's table (core.audit finds it by this label, as auth finds AUTH_USER_MODEL).
+AUDIT_LOG_MODEL = "customers.AuditLog"
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -193,7 +215,7 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     # Probes from Kubernetes and load balancers speak plain HTTP inside the cluster.
     SECURE_REDIRECT_EXEMPT = [r"^health$"]
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
@@ -243,7 +265,7 @@ SPECTACULAR_SETTINGS = {
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
-        "PaidPlanEnum": "subscriptions.plans.PAID_PLANS",
+        "PaidPlanEnum": "core.plans.PAID_PLANS",
         "RefundReasonEnum": "subscriptions.models.Refund.Reason",
     },
 }
@@ -251,7 +273,7 @@ SPECTACULAR_SETTINGS = {
 # ---------------------------------------------------------------- Celery
 # Without Redis, tasks run in-process at call time so a fresh clone works with nothing else.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
-CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
@@ -315,9 +337,10 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 # Retries of one Stripe call on network errors and 409/429/5xx (same idempotency key).
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 # Without a Stripe key in development, `make run` starts the local Stripe simulator and the
-# app talks to it (subscriptions/stripe_simulator): a walk-through needs no Stripe account.
+# app talks to it (stripe_simulator/, run by `manage.py serve`, which then runs `stripe_setup`
+# against it): a walk-through needs no Stripe account.
 STRIPE_SIMULATOR_PORT = env.int("STRIPE_SIMULATOR_PORT", default=12111)
-STRIPE_SIMULATOR = DEBUG and not STRIPE_SECRET_KEY and env.bool("STRIPE_SIMULATOR", default=True)
+STRIPE_SIMULATOR = env_bool("STRIPE_SIMULATOR", True) and DEBUG and not STRIPE_SECRET_KEY
 if STRIPE_SIMULATOR:
     STRIPE_SECRET_KEY = "sk_test_simulator"  # noqa: S105 - the simulator accepts any sk_test_
     STRIPE_API_BASE = f"http://127.0.0.1:{STRIPE_SIMULATOR_PORT}"
@@ -332,12 +355,17 @@ REFUND_DEDUP_WINDOW_SECONDS = env.int("REFUND_DEDUP_WINDOW_SECONDS", default=600
 STRIPE_PRICE_STARTER = env.str("STRIPE_PRICE_STARTER", default="")
 STRIPE_PRICE_PROFESSIONAL = env.str("STRIPE_PRICE_PROFESSIONAL", default="")
 STRIPE_PRICE_ENTERPRISE = env.str("STRIPE_PRICE_ENTERPRISE", default="")
+STRIPE_PRICE_IDS = {
+    "starter": STRIPE_PRICE_STARTER,
+    "professional": STRIPE_PRICE_PROFESSIONAL,
+    "enterprise": STRIPE_PRICE_ENTERPRISE,
+}
 
 # ---------------------------------------------------------------- product
 DEFAULT_TRIAL_DAYS = env.int("DEFAULT_TRIAL_DAYS", default=14)
 BASE_DOMAIN = env.str("BASE_DOMAIN", default="iotistic.ca")
 HELM_CHART_PATH = env.str("HELM_CHART_PATH", default=str(BASE_DIR / "charts" / "customer-instance"))
-SIMULATE_K8S_DEPLOYMENT = env.bool("SIMULATE_K8S_DEPLOYMENT", default=True)
+SIMULATE_K8S_DEPLOYMENT = env_bool("SIMULATE_K8S_DEPLOYMENT", True)
 # Seconds a simulated install takes on a worker (unset: 3-5 s, as the guide); in-process jobs
 # never wait.
 SIMULATED_DEPLOY_SECONDS = env.float("SIMULATED_DEPLOY_SECONDS", default=None)
@@ -348,6 +376,10 @@ HELM_BINARY = env.str("HELM_BINARY", default="helm")
 KUBECONFIG = env.str("KUBECONFIG", default="")
 HELM_TIMEOUT_SECONDS = env.int("HELM_TIMEOUT_SECONDS", default=300)
 DEPLOY_READY_TIMEOUT_SECONDS = env.int("DEPLOY_READY_TIMEOUT_SECONDS", default=180)
+# Seconds between checks of the pods while waiting for them to be ready.
+K8S_POLL_SECONDS = env.float("K8S_POLL_SECONDS", default=2.0)
+# Fault injection for the simulated backend (tests only): {"<namespace or *>": "error"|...}.
+SIMULATED_DEPLOY_FAULTS: dict[str, str] = {}
 
 # ---------------------------------------------------------------- usage
 # Raw usage reports older than this are rolled up into daily totals (never under 36 days:
@@ -365,7 +397,7 @@ EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
 EMAIL_PORT = env.int("EMAIL_PORT", default=25)
 EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = _secret("EMAIL_HOST_PASSWORD")
-EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@iotistic.ca")
 # Where links in emails point (this service's public address).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{PORT}")

@@ -17,6 +17,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path(".well-known/jwks.json", JwksView.as_view(), name="jwks"),
+    # lifecycle first: its /api/subscriptions/deactivate etc. before subscriptions/<customer_id>.
+    path("api/", include("lifecycle.urls")),
     path("api/", include("customers.urls")),
     path("api/", include("licensing.urls")),
     path("api/", include("subscriptions.urls")),

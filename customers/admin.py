@@ -1,6 +1,6 @@
 from django.contrib import admin, messages
 
-from customers import services
+from customers import credentials
 from customers.models import (
     AuditLog,
     CleanupRecord,
@@ -62,7 +62,7 @@ class CustomerAdmin(admin.ModelAdmin):
     @admin.action(description="Issue a new API key (shown once)")
     def issue_api_key(self, request, queryset):
         for customer in queryset:
-            issued = services.api_key_issue(customer=customer, name=f"admin:{request.user}")
+            issued = credentials.api_key_issue(customer=customer, name=f"admin:{request.user}")
             self.message_user(
                 request,
                 f"{customer.customer_id}: new API key {issued.raw_key} "
@@ -86,7 +86,7 @@ class CustomerApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):
         for api_key in queryset.filter(revoked_at__isnull=True):
-            services.api_key_revoke(api_key=api_key)
+            credentials.api_key_revoke(api_key=api_key)
         self.message_user(request, "Revoked.")
 
 

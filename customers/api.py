@@ -11,9 +11,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api import PageLimitPagination, PublicRateThrottle, api_doc
-from customers import selectors, services
-from customers.audit import actor_of, audit_record
-from customers.auth import IsStaff, IsStaffOrCustomerInstance
+from core.audit import audit_record
+from customers import credentials, selectors
+from customers.auth import IsStaff, IsStaffOrCustomerInstance, actor_of, customer_get_for
 from customers.models import CustomerApiKey
 from customers.serializers import (
     ApiKeyCreateInput,
@@ -23,9 +23,10 @@ from customers.serializers import (
     customer_out,
     subscription_out,
 )
+from lifecycle import signup
 
 
-def signup_response(result: services.SignupResult) -> dict:
+def signup_response(result: signup.SignupResult) -> dict:
     deployment = result.deployment
     # The Stripe customer may have been created after commit (in-process tasks).
     result.customer.refresh_from_db(fields=["stripe_customer_id"])
@@ -46,7 +47,7 @@ def _create(request, serializer_class) -> Response:
     data = serializer_class(data=request.data)
     data.is_valid(raise_exception=True)
     actor = actor_of(request.user) if request.user.is_authenticated else "public-signup"
-    result = services.customer_signup(**data.validated_data, actor=actor)
+    result = signup.customer_signup(**data.validated_data, actor=actor)
     return Response(signup_response(result), status=status.HTTP_201_CREATED)
 
 
@@ -110,7 +111,7 @@ class CustomerDetailView(APIView):
 
     @api_doc("staff_or_customer", "Get a customer", responses={200: OpenApiTypes.OBJECT})
     def get(self, request, customer_id: str):
-        customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
+        customer = customer_get_for(user=request.user, customer_id=customer_id)
         return Response(
             {
                 "customer": customer_out(customer),
@@ -121,7 +122,7 @@ class CustomerDetailView(APIView):
 
 def _issue_key(request, customer_id: str, issue, action: str) -> Response:
     """Issue (or rotate to) a new key of the customer; the secret is in this response only."""
-    customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
+    customer = customer_get_for(user=request.user, customer_id=customer_id)
     data = ApiKeyCreateInput(data=request.data)
     data.is_valid(raise_exception=True)
     issued = issue(customer=customer, name=data.validated_data["name"])
@@ -142,7 +143,7 @@ class ApiKeyListCreateView(APIView):
         responses={200: OpenApiTypes.OBJECT},
     )
     def get(self, request, customer_id: str):
-        customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
+        customer = customer_get_for(user=request.user, customer_id=customer_id)
         return Response({"api_keys": [api_key_out(k) for k in customer.api_keys.all()]})
 
     @api_doc(
@@ -152,7 +153,7 @@ class ApiKeyListCreateView(APIView):
         responses={201: OpenApiTypes.OBJECT},
     )
     def post(self, request, customer_id: str):
-        return _issue_key(request, customer_id, services.api_key_issue, "api_key.issued")
+        return _issue_key(request, customer_id, credentials.api_key_issue, "api_key.issued")
 
 
 class ApiKeyRotateView(APIView):
@@ -165,7 +166,7 @@ class ApiKeyRotateView(APIView):
         responses={201: OpenApiTypes.OBJECT},
     )
     def post(self, request, customer_id: str):
-        return _issue_key(request, customer_id, services.api_key_rotate, "api_key.rotated")
+        return _issue_key(request, customer_id, credentials.api_key_rotate, "api_key.rotated")
 
 
 class ApiKeyDetailView(APIView):
@@ -178,7 +179,7 @@ class ApiKeyDetailView(APIView):
         responses={200: OpenApiTypes.OBJECT},
     )
     def delete(self, request, customer_id: str, prefix: str):
-        customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
+        customer = customer_get_for(user=request.user, customer_id=customer_id)
         api_key = (
             CustomerApiKey.objects.filter(customer=customer, prefix=prefix).first()
             if prefix.isprintable()
@@ -186,7 +187,7 @@ class ApiKeyDetailView(APIView):
         )
         if api_key is None:
             raise NotFound(f"API key {prefix} not found.")
-        api_key = services.api_key_revoke(api_key=api_key)
+        api_key = credentials.api_key_revoke(api_key=api_key)
         audit_record(
             action="api_key.revoked", customer=customer, actor=actor_of(request.user), prefix=prefix
         )

@@ -5,7 +5,9 @@
 - customer instance: `X-API-Key: <key>`, bound to one customer;
 - Stripe: no principal here; the webhook view checks Stripe's signature itself.
 
-No credentials gives 401; credentials of the wrong kind give 403.
+No credentials gives 401; credentials of the wrong kind give 403. Also here, because they
+are about principals: how each is named in the audit log (`actor_of`) and which customers
+each may see (`customer_get_for`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import hmac
 from django.conf import settings
 from rest_framework import authentication, exceptions, permissions
 
-from customers import services
+from customers import credentials
 from customers.models import Customer, CustomerApiKey, StaffToken
 
 
@@ -71,7 +73,7 @@ class StaffTokenAuthentication(authentication.BaseAuthentication):
         admin_token = settings.ADMIN_API_TOKEN
         if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
             return AdminTokenUser(), None
-        staff_token = services.hashed_key_lookup(model=StaffToken, raw_key=token)
+        staff_token = credentials.hashed_key_lookup(model=StaffToken, raw_key=token)
         if staff_token is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked bearer token.")
         user = staff_token.user
@@ -90,7 +92,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw_key = request.META.get(self.header)
         if raw_key is None:
             return None
-        api_key = services.hashed_key_lookup(model=CustomerApiKey, raw_key=raw_key.strip())
+        api_key = credentials.hashed_key_lookup(model=CustomerApiKey, raw_key=raw_key.strip())
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         return CustomerPrincipal(api_key.customer, api_key), api_key
@@ -108,6 +110,37 @@ class StaffSessionAuthentication(authentication.SessionAuthentication):
 
 def is_customer(user) -> bool:
     return isinstance(user, CustomerPrincipal)
+
+
+def actor_of(user) -> str:
+    """How a request's principal is named in the audit log."""
+    if isinstance(user, CustomerPrincipal):
+        return f"api-key:{user.api_key.prefix}"
+    if isinstance(user, AdminTokenUser):
+        return "staff:admin-api-token"
+    if getattr(user, "is_authenticated", False):
+        return f"staff:{user.get_username()}"
+    return "anonymous"
+
+
+def customer_get_for(*, user, customer_id: str) -> Customer:
+    """The customer `customer_id` if `user` may see it, else 404.
+
+    Staff see every customer. A customer API key sees only its own customer: asking
+    for another answers 404, exactly as for a customer that does not exist, so a key
+    cannot even learn which ids exist.
+    """
+    if len(customer_id) > 40 or not customer_id.isprintable():
+        raise exceptions.NotFound(f"Customer {customer_id!r} not found.")
+    queryset = Customer.objects.select_related("subscription")
+    if is_customer(user):
+        if user.customer.customer_id != customer_id:
+            raise exceptions.NotFound(f"Customer {customer_id} not found.")
+        queryset = queryset.filter(pk=user.customer.pk)
+    customer = queryset.filter(customer_id=customer_id).first()
+    if customer is None:
+        raise exceptions.NotFound(f"Customer {customer_id} not found.")
+    return customer
 
 
 class IsStaff(permissions.BasePermission):

@@ -6,7 +6,8 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from config.api import StrictSerializer, iso
+from config.api import StrictSerializer
+from core.timestamps import iso
 from customers.models import Customer, CustomerApiKey
 
 

@@ -1,22 +1,8 @@
 from django.urls import path
 
-from customers import api, offboarding_api
+from customers import api
 
 urlpatterns = [
-    # Offboarding lives under the guide's /api/subscriptions/ paths; listed before the
-    # subscriptions app's `subscriptions/<customer_id>` so they are not taken for ids.
-    path("subscriptions/deactivate", offboarding_api.DeactivateView.as_view(), name="deactivate"),
-    path("subscriptions/reactivate", offboarding_api.ReactivateView.as_view(), name="reactivate"),
-    path(
-        "subscriptions/scheduled-deletions",
-        offboarding_api.ScheduledDeletionsView.as_view(),
-        name="scheduled-deletions",
-    ),
-    path(
-        "admin/execute-deletions",
-        offboarding_api.ExecuteDeletionsView.as_view(),
-        name="execute-deletions",
-    ),
     path("customers/signup", api.SignupView.as_view(), name="customer-signup"),
     path("customers", api.CustomerListCreateView.as_view(), name="customer-list"),
     path("customers/<str:customer_id>", api.CustomerDetailView.as_view(), name="customer-detail"),

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from config.api import ApplicationError
+from core.errors import ApplicationError
 from deployments import services
 from deployments.models import Deployment
 

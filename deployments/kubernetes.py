@@ -99,23 +99,23 @@ def get_backend(*, in_process: bool = False) -> Backend:
     tasks executed eagerly): the simulation then takes no time, so a signup never waits.
     """
     if settings.SIMULATE_K8S_DEPLOYMENT:
-        seconds = getattr(settings, "SIMULATED_DEPLOY_SECONDS", None)
+        seconds = settings.SIMULATED_DEPLOY_SECONDS
         if in_process:
             seconds = 0.0
         elif seconds is None:
             seconds = random.uniform(3.0, 5.0)  # noqa: S311 - the guide's 3-5 s, not a secret
         return SimulatedBackend(
             seconds=float(seconds),
-            faults=getattr(settings, "SIMULATED_DEPLOY_FAULTS", {}),
+            faults=settings.SIMULATED_DEPLOY_FAULTS,
             allow_crash=not in_process,
         )
     return HelmBackend(
         chart_path=Path(settings.HELM_CHART_PATH),
-        helm_binary=getattr(settings, "HELM_BINARY", "helm"),
-        kubeconfig=getattr(settings, "KUBECONFIG", ""),
-        helm_timeout=int(getattr(settings, "HELM_TIMEOUT_SECONDS", 300)),
-        ready_timeout=float(getattr(settings, "DEPLOY_READY_TIMEOUT_SECONDS", 180)),
-        poll_seconds=float(getattr(settings, "K8S_POLL_SECONDS", 2.0)),
+        helm_binary=settings.HELM_BINARY,
+        kubeconfig=settings.KUBECONFIG,
+        helm_timeout=int(settings.HELM_TIMEOUT_SECONDS),
+        ready_timeout=float(settings.DEPLOY_READY_TIMEOUT_SECONDS),
+        poll_seconds=float(settings.K8S_POLL_SECONDS),
     )
 
 

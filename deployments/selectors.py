@@ -17,6 +17,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 
+from celery import current_app as app
 from celery import states
 from django.conf import settings
 from django.db.models import Count, Q
@@ -24,8 +25,7 @@ from django_celery_results.models import TaskResult
 from kombu.exceptions import OperationalError
 from rest_framework import status as http
 
-from config.api import ApplicationError
-from config.celery import app
+from core.errors import ApplicationError
 
 DEPLOYMENT_TASKS = ("deployments.deployment_deploy_task", "deployments.deployment_delete_task")
 
@@ -77,7 +77,7 @@ def queue_stats() -> dict[str, int]:
     waiting = active = delayed = 0
     if not app.conf.task_always_eager and not app.conf.broker_url.startswith("memory://"):
         waiting = _broker_waiting(_queue_names())
-        held = _worker_tasks(float(getattr(settings, "QUEUE_STATS_INSPECT_TIMEOUT", 1.0)))
+        held = _worker_tasks(settings.QUEUE_STATS_INSPECT_TIMEOUT)
         waiting += held["reserved"]
         active, delayed = held["active"], held["scheduled"]
     return {

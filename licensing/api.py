@@ -9,9 +9,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import PublicRateThrottle, StrictSerializer, api_doc, iso
-from customers import selectors
-from customers.auth import IsStaff, IsStaffOrCustomerInstance
+from config.api import PublicRateThrottle, StrictSerializer, api_doc
+from core.timestamps import iso
+from customers.auth import IsStaff, IsStaffOrCustomerInstance, customer_get_for
 from licensing import services, signing
 from licensing.selectors import license_history
 
@@ -25,7 +25,7 @@ class LicenseView(APIView):
         responses={200: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT},
     )
     def get(self, request, customer_id: str):
-        customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
+        customer = customer_get_for(user=request.user, customer_id=customer_id)
         issued = services.license_get_or_issue(customer=customer)
         return Response({"license": issued.token, "decoded": issued.claims})
 
@@ -81,7 +81,7 @@ class LicenseHistoryView(APIView):
         responses={200: OpenApiTypes.OBJECT},
     )
     def get(self, request, customer_id: str):
-        customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
+        customer = customer_get_for(user=request.user, customer_id=customer_id)
         rows, statistics = license_history(customer=customer)
         return Response(
             {
@@ -119,7 +119,7 @@ class LicenseRevokeView(APIView):
         responses={200: OpenApiTypes.OBJECT},
     )
     def post(self, request, customer_id: str):
-        customer = selectors.customer_get_for(user=request.user, customer_id=customer_id)
+        customer = customer_get_for(user=request.user, customer_id=customer_id)
         data = RevokeInput(data=request.data)
         data.is_valid(raise_exception=True)
         revocation = services.license_revoke(

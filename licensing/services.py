@@ -14,13 +14,14 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework import status
 
-from config.api import ApplicationError, iso
-from customers.audit import audit_record
+from core.audit import audit_record
+from core.errors import ApplicationError
+from core.plans import PLANS, entitled_plan
+from core.timestamps import iso
 from customers.models import Customer
 from licensing import signing
 from licensing.models import LicenseHistory, LicenseRevocation
 from licensing.verify import LICENSE_TYP, REVOCATIONS_TYP
-from subscriptions.plans import PLANS, entitled_plan
 
 ISSUE_ACTIONS = (
     LicenseHistory.Action.GENERATED,
@@ -29,7 +30,9 @@ ISSUE_ACTIONS = (
 )
 REVOCATION_LIST_TTL = timedelta(hours=1)
 # Revocations made by workflows, lifted again by them (resubscription, reactivation).
-AUTOMATIC_REVOKERS = ("subscription-canceled", "deactivation")
+REVOKED_BY_CANCELLATION = "subscription-canceled"
+REVOKED_BY_DEACTIVATION = "deactivation"
+AUTOMATIC_REVOKERS = (REVOKED_BY_CANCELLATION, REVOKED_BY_DEACTIVATION)
 _REVOCATIONS_CACHE_KEY = "licensing:revocations"
 # A cached license is re-signed this long before it expires, so instances never get a stale one.
 _REFRESH_MARGIN = timedelta(days=1)

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 
-from config.api import ApplicationError
+from core.errors import ApplicationError
 from licensing.verify import public_jwk
 
 

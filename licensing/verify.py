@@ -36,7 +36,7 @@ DEFAULT_ISSUER = "iotistic-billing"
 DEFAULT_AUDIENCE = "iotistic-instance"
 UNLIMITED = -1
 
-# The guide's Unlicensed Mode. A copy of subscriptions.plans.PLANS["unlicensed"] so this file
+# The guide's Unlicensed Mode. A copy of core.plans.PLANS["unlicensed"] so this file
 # stands alone; tests/licensing keeps the two equal.
 UNLICENSED_PLAN = "unlicensed"
 UNLICENSED_TRIAL_DAYS = 7

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied
@@ -10,11 +9,11 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import ApplicationError, api_doc, error_body
-from customers.audit import actor_of, audit_record
-from customers.auth import IsStaff, IsStaffOrCustomerInstance
-from customers.offboarding import customer_email_enqueue
-from customers.selectors import customer_get_for
+from config.api import api_doc
+from core.audit import audit_record
+from core.errors import ApplicationError, error_body
+from customers.auth import IsStaff, IsStaffOrCustomerInstance, actor_of, customer_get_for
+from lifecycle import plan_changes
 from subscriptions import refunds, serializers, services, stripe_api, webhooks
 from subscriptions.models import Refund
 
@@ -23,10 +22,6 @@ OBJ = OpenApiTypes.OBJECT
 
 def _audit(request, action: str, customer, **metadata) -> None:
     audit_record(action=action, customer=customer, actor=actor_of(request.user), **metadata)
-
-
-def _email(customer, template: str, **context) -> None:
-    transaction.on_commit(lambda: customer_email_enqueue(customer, template, **context))
 
 
 def _input(serializer_class, request):
@@ -79,8 +74,9 @@ class UpgradeView(APIView):
     )
     def post(self, request):
         customer, values = _input(serializers.UpgradeInput, request)
-        subscription = services.subscription_upgrade(customer=customer, new_plan=values["new_plan"])
-        _audit(request, "subscription.plan_changed", customer, plan=subscription.plan)
+        subscription = plan_changes.subscription_change_plan(
+            customer=customer, new_plan=values["new_plan"], actor=actor_of(request.user)
+        )
         return Response(
             {
                 "message": f"Subscription changed to {subscription.plan}",
@@ -102,13 +98,13 @@ class CancelView(APIView):
     )
     def post(self, request):
         customer, _ = _input(serializers.CustomerInput, request)
-        subscription = services.subscription_cancel_now(customer=customer, actor=str(request.user))
-        _audit(request, "subscription.canceled", customer, refund=None)
-        _email(customer, "immediate_cancellation")
+        cancellation = plan_changes.subscription_cancel_immediately(
+            customer=customer, actor=actor_of(request.user)
+        )
         return Response(
             {
                 "message": "Subscription canceled immediately",
-                "subscription": serializers.subscription_out(subscription),
+                "subscription": serializers.subscription_out(cancellation.subscription),
             }
         )
 
@@ -126,12 +122,9 @@ class CancelAtPeriodEndView(APIView):
     )
     def post(self, request):
         customer, _ = _input(serializers.CustomerInput, request)
-        subscription = services.subscription_cancel_at_period_end(
-            customer=customer, cancel=self.cancel
+        subscription = plan_changes.subscription_cancel_at_period_end(
+            customer=customer, cancel=self.cancel, actor=actor_of(request.user)
         )
-        _audit(request, "subscription.cancel_at_period_end", customer, cancel=self.cancel)
-        if self.cancel:
-            _email(customer, "graceful_cancellation")
         return Response(
             {"message": self.message, "subscription": serializers.subscription_out(subscription)}
         )
@@ -166,28 +159,23 @@ class CancelImmediateView(APIView):
         customer, values = _input(serializers.CancelImmediateInput, request)
         if values["issue_refund"] and not IsStaff().has_permission(request, self):
             raise PermissionDenied("Refunds are issued by staff only.")
-        if values["issue_refund"]:
-            refunds.refund_check(customer=customer, amount=values.get("refund_amount"))
-        subscription = services.subscription_cancel_now(customer=customer, actor=str(request.user))
         refund = None
         if values["issue_refund"]:
-            amount = values.get("refund_amount")
-            refund = refunds.refund_request(
-                customer=customer,
+            refund = plan_changes.RefundOnCancel(
                 reason=values["refund_reason"],
-                amount=amount,
-                use_prorated=amount is None,
-                description="Refund on immediate cancellation",
-                client_key=request.headers.get("Idempotency-Key", ""),
-                actor=str(request.user),
-            ).refund
-        _audit(request, "subscription.canceled", customer, refund=refund.pk if refund else None)
-        _email(customer, "immediate_cancellation", refund=refund.pk if refund else None)
+                amount=values.get("refund_amount"),
+                idempotency_key=request.headers.get("Idempotency-Key", ""),
+            )
+        cancellation = plan_changes.subscription_cancel_immediately(
+            customer=customer, actor=actor_of(request.user), refund=refund
+        )
         return Response(
             {
                 "message": "Subscription canceled immediately",
-                "subscription": serializers.subscription_out(subscription),
-                "refund": serializers.refund_summary(refund) if refund else None,
+                "subscription": serializers.subscription_out(cancellation.subscription),
+                "refund": serializers.refund_summary(cancellation.refund)
+                if cancellation.refund
+                else None,
             }
         )
 

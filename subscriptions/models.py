@@ -2,8 +2,8 @@
 
 from django.db import models
 
+from core.plans import ASSIGNABLE_PLANS
 from customers.models import Customer
-from subscriptions.plans import ASSIGNABLE_PLANS
 
 
 class Subscription(models.Model):

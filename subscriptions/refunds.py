@@ -24,7 +24,7 @@ from django.db.models import Sum
 from django.utils import timezone
 from rest_framework import status
 
-from config.api import ApplicationError
+from core.errors import ApplicationError
 from customers.models import Customer
 from subscriptions import stripe_api
 from subscriptions.models import Refund, Subscription

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from config.api import StrictSerializer, iso
+from config.api import StrictSerializer
+from core.plans import PAID_PLANS
+from core.timestamps import iso
 from subscriptions.models import Refund, Subscription
-from subscriptions.plans import PAID_PLANS
 
 REASONS = Refund.Reason.choices
 

@@ -2,12 +2,15 @@
 
 Stripe is the source of truth for paid subscriptions: we call it, then apply what it
 answered (and what its webhooks later say) to the local row with `subscription_apply_stripe`.
+Each change says whether the entitlement (plan, status, period) changed; what follows from
+that in other apps (re-sign the license, redeploy) is lifecycle.entitlements.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -16,14 +19,22 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework import status
 
-from config.api import ApplicationError
+from core.errors import ApplicationError
+from core.plans import ASSIGNABLE_PLANS, PAID_PLANS, PLANS, SIGNUP_PLAN
 from customers.models import Customer
 from subscriptions import stripe_api
 from subscriptions.models import Subscription
-from subscriptions.plans import ASSIGNABLE_PLANS, PAID_PLANS, PLANS, SIGNUP_PLAN
 
 logger = logging.getLogger(__name__)
-CANCELED_BY_SUBSCRIPTION = "subscription-canceled"
+
+
+@dataclass(frozen=True)
+class SubscriptionChange:
+    """A subscription after a change, and whether its entitlement (plan, status, period end)
+    changed: what decides if the license is re-signed and the instance redeployed."""
+
+    subscription: Subscription
+    entitlement_changed: bool
 
 
 def subscription_start_trial(*, customer: Customer, trial_days: int | None = None) -> Subscription:
@@ -106,21 +117,8 @@ def require_stripe() -> None:
 
 
 def _price_for(plan: str) -> str:
-    lookup_key = PLANS[plan].stripe_lookup_key
-    try:
-        return stripe_api.price_id_for_plan(plan, lookup_key)
-    except stripe_api.StripeError as exc:
-        # The local simulator starts empty on every `make run`: create the catalogue in it.
-        # Against real Stripe a missing price is an operator error (`manage.py stripe_setup`).
-        if exc.code != "price_missing" or not settings.STRIPE_SIMULATOR:
-            raise
-        price_id, _ = stripe_api.price_ensure(
-            lookup_key=lookup_key,
-            product_name=PLANS[plan].display_name,
-            description=stripe_api.PRODUCT_DESCRIPTIONS[plan],
-            unit_amount=PLANS[plan].price_cents,
-        )
-        return price_id
+    """The plan's Stripe price; a missing one is an operator error (`manage.py stripe_setup`)."""
+    return stripe_api.price_id_for_plan(plan, PLANS[plan].stripe_lookup_key)
 
 
 def _metered_prices() -> list[str]:
@@ -128,21 +126,7 @@ def _metered_prices() -> list[str]:
     subscription carries one item per meter, so its overage pushed to the meters is billed."""
     keys = [stripe_api.overage_lookup_key(meter) for meter in stripe_api.OVERAGE_METERS]
     found = stripe_api.price_ids_by_lookup_key(keys)
-    missing = [key for key in keys if key not in found]
-    if missing and settings.STRIPE_SIMULATOR:
-        # As for the plans' prices: the simulator starts empty on every `make run`.
-        for meter, display_name in stripe_api.OVERAGE_METERS.items():
-            meter_id, _ = stripe_api.meter_ensure(
-                event_name=stripe_api.meter_event_name(meter),
-                display_name=f"{display_name} (US cents)",
-            )
-            found[stripe_api.overage_lookup_key(meter)], _ = stripe_api.metered_price_ensure(
-                lookup_key=stripe_api.overage_lookup_key(meter),
-                meter_id=meter_id,
-                product_name=f"Iotistic {display_name}",
-                description=f"{display_name}, billed in US cents (1 unit = $0.01)",
-            )
-    elif missing:
+    if missing := [key for key in keys if key not in found]:
         raise stripe_api.StripeError(
             f"No Stripe price with lookup key {', '.join(missing)}; run `manage.py stripe_setup`.",
             code="price_missing",
@@ -194,7 +178,7 @@ def _plan_of_price(price) -> str | None:
         for plan in PAID_PLANS:
             if price.get("lookup_key") == PLANS[plan].stripe_lookup_key:
                 return plan
-            if price.get("id") and price["id"] == getattr(settings, f"STRIPE_PRICE_{plan.upper()}"):
+            if price.get("id") and price["id"] == settings.STRIPE_PRICE_IDS.get(plan):
                 return plan
     return None
 
@@ -260,8 +244,6 @@ def subscription_apply_stripe(
         subscription.stripe_event_at = max(event_at, subscription.stripe_event_at or event_at)
     subscription.save()
     changed = before != (subscription.plan, subscription.status, subscription.current_period_end)
-    if changed:
-        transaction.on_commit(lambda: license_refresh(customer=customer, reason="stripe"))
     return subscription, changed
 
 
@@ -276,41 +258,6 @@ def subscription_record_payment(*, customer: Customer, invoice: dict) -> None:
         latest_payment_reference=reference,
         latest_invoice_created=created,
     )
-
-
-def license_refresh(*, customer: Customer, reason: str) -> None:
-    """Re-sign the license after a change of plan or status (logged as upgrade/downgrade).
-
-    A subscription that is active again lifts a revocation that its cancellation made;
-    a revocation by staff stays.
-    """
-    from licensing.models import LicenseRevocation
-    from licensing.services import license_get_or_issue, license_restore
-
-    customer = Customer.objects.select_related("subscription").filter(pk=customer.pk).first()
-    if customer is None:  # deleted meanwhile (the offboarding purge cancels, then deletes)
-        return
-    if (
-        customer.is_active
-        and customer.subscription.status in ("active", "trialing", "past_due")
-        and LicenseRevocation.objects.filter(
-            customer=customer, revoked_by=CANCELED_BY_SUBSCRIPTION
-        ).exists()
-    ):
-        license_restore(customer=customer, actor="stripe")
-    try:
-        license_get_or_issue(customer=customer, reason=reason)
-    except ApplicationError:
-        logger.info("License of %s not re-issued: revoked", customer.customer_id)
-        return
-    if customer.is_active and customer.subscription.status in ("active", "trialing", "past_due"):
-        from deployments.services import deployment_redeploy
-
-        try:
-            # The instance gets the new license (IOTISTIC_LICENSE_KEY) with its new limits.
-            deployment_redeploy(customer=customer)
-        except ApplicationError as exc:
-            logger.info("Instance of %s not redeployed: %s", customer.customer_id, exc.message)
 
 
 def _locked(customer: Customer) -> Subscription:
@@ -337,17 +284,17 @@ def _bump_revision(subscription: Subscription) -> None:
 
 def _applied_change(
     *, customer: Customer, subscription: Subscription, stripe_sub: dict
-) -> Subscription:
+) -> SubscriptionChange:
     """After a change Stripe accepted: a new revision (the next change gets new idempotency
     keys), then the local row made to say what Stripe answered."""
     _bump_revision(subscription)
-    subscription, _ = subscription_apply_stripe(customer=customer, stripe_sub=stripe_sub)
-    return subscription
+    subscription, changed = subscription_apply_stripe(customer=customer, stripe_sub=stripe_sub)
+    return SubscriptionChange(subscription, changed)
 
 
 # ---------------------------------------------------------------- plan change
-def subscription_upgrade(*, customer: Customer, new_plan: str) -> Subscription:
-    """Change plan now with Stripe's proration; the license is re-issued and logged."""
+def subscription_upgrade(*, customer: Customer, new_plan: str) -> SubscriptionChange:
+    """Change plan now with Stripe's proration."""
     require_stripe()
     if new_plan not in PAID_PLANS:
         raise ApplicationError(f"Plan {new_plan!r} cannot be bought.", error="Invalid plan")
@@ -381,12 +328,12 @@ def subscription_upgrade(*, customer: Customer, new_plan: str) -> Subscription:
 
 
 # ---------------------------------------------------------------- cancellation
-def subscription_cancel_at_period_end(*, customer: Customer, cancel: bool) -> Subscription:
+def subscription_cancel_at_period_end(*, customer: Customer, cancel: bool) -> SubscriptionChange:
     """Graceful cancel (True) or keep (False); the customer keeps access until the period ends."""
     require_stripe()
     subscription = _paid_subscription(customer)
     if subscription.cancel_at_period_end == cancel:
-        return subscription
+        return SubscriptionChange(subscription, False)
     try:
         updated = stripe_api.subscription_set_cancel_at_period_end(
             subscription_id=subscription.stripe_subscription_id,
@@ -398,10 +345,8 @@ def subscription_cancel_at_period_end(*, customer: Customer, cancel: bool) -> Su
     return _applied_change(customer=customer, subscription=subscription, stripe_sub=updated)
 
 
-def subscription_cancel_now(*, customer: Customer, actor: str) -> Subscription:
-    """Cancel at once and revoke the license (access ends now). Safe to repeat."""
-    from licensing.services import license_revoke
-
+def subscription_cancel_now(*, customer: Customer) -> SubscriptionChange:
+    """Cancel the Stripe subscription at once. Safe to repeat: a canceled one is left as it is."""
     require_stripe()
     subscription = customer.subscription
     if not subscription.stripe_subscription_id:
@@ -410,17 +355,15 @@ def subscription_cancel_now(*, customer: Customer, actor: str) -> Subscription:
             error="No active subscription",
             status_code=status.HTTP_409_CONFLICT,
         )
-    if subscription.status != Subscription.Status.CANCELED:
-        try:
-            canceled = stripe_api.subscription_cancel(
-                subscription_id=subscription.stripe_subscription_id,
-                idempotency_key=f"cancel:{subscription.stripe_subscription_id}",
-            )
-        except stripe_api.StripeError as exc:
-            raise _stripe_failure(exc) from exc
-        _bump_revision(subscription)  # a later checkout must not replay the one that was paid
-        subscription, _ = subscription_apply_stripe(customer=customer, stripe_sub=canceled)
-    license_revoke(
-        customer=customer, reason="Subscription canceled", actor=CANCELED_BY_SUBSCRIPTION
-    )
-    return subscription
+    if subscription.status == Subscription.Status.CANCELED:
+        return SubscriptionChange(subscription, False)
+    try:
+        canceled = stripe_api.subscription_cancel(
+            subscription_id=subscription.stripe_subscription_id,
+            idempotency_key=f"cancel:{subscription.stripe_subscription_id}",
+        )
+    except stripe_api.StripeError as exc:
+        raise _stripe_failure(exc) from exc
+    _bump_revision(subscription)  # a later checkout must not replay the one that was paid
+    subscription, changed = subscription_apply_stripe(customer=customer, stripe_sub=canceled)
+    return SubscriptionChange(subscription, changed)

@@ -83,6 +83,11 @@ def _call(method, *args, idempotency_key: str | None = None, **params) -> dict:
 
 
 # ---------------------------------------------------------------- customers
+def ping() -> None:
+    """One cheap read: raises StripeError (retryable while Stripe cannot be reached)."""
+    _call(_client().v1.prices.list, limit=1)
+
+
 def customer_create(*, customer_id: str, email: str, name: str) -> str:
     client = _client()
     created = _call(
@@ -98,7 +103,7 @@ def customer_create(*, customer_id: str, email: str, name: str) -> str:
 # ---------------------------------------------------------------- products and prices
 def price_id_for_plan(plan: str, lookup_key: str) -> str:
     """STRIPE_PRICE_<PLAN> if set, else the active price with the plan's lookup key."""
-    override = getattr(settings, f"STRIPE_PRICE_{plan.upper()}", "")
+    override = settings.STRIPE_PRICE_IDS.get(plan, "")
     if override:
         return override
     cache_key = f"stripe:price:{lookup_key}"

@@ -2,7 +2,8 @@
 
 Handlers look up the customer, check current state, and re-fetch the subscription from
 Stripe rather than trusting the event body, so duplicates change nothing and an event
-older than the newest applied one is ignored.
+older than the newest applied one is ignored. What a change of plan or status means for the
+license and the instance is lifecycle.entitlements.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from datetime import UTC, datetime
 from django.db import transaction
 from django.utils import timezone
 
-from customers.audit import audit_record
+from core.audit import audit_record
 from customers.models import Customer
+from lifecycle import entitlements
 from subscriptions import refunds, services, stripe_api
 from subscriptions.models import StripeEvent
 
@@ -135,7 +137,7 @@ def _dispatch(row: StripeEvent) -> str:
         # An event about an older, replaced subscription must not overwrite the live one.
         return StripeEvent.Status.IGNORED
     stripe_sub = stripe_api.subscription_retrieve(subscription_id)
-    services.subscription_apply_stripe(
+    entitlements.subscription_sync_from_stripe(
         customer=customer, stripe_sub=stripe_sub, event_at=row.stripe_created
     )
     return StripeEvent.Status.PROCESSED

@@ -13,7 +13,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from licensing import signing
-from subscriptions.stripe_simulator import start_simulator
+from stripe_simulator import start_simulator
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 WEBHOOK_SECRET = "whsec_test_flows"

@@ -11,9 +11,9 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import ApplicationError, PageLimitPagination, UsageRateThrottle, api_doc
-from customers.auth import IsCustomerInstance, IsStaffOrCustomerInstance
-from customers.selectors import customer_get_for
+from config.api import PageLimitPagination, UsageRateThrottle, api_doc
+from core.errors import ApplicationError
+from customers.auth import IsCustomerInstance, IsStaffOrCustomerInstance, customer_get_for
 from usage import selectors, services
 from usage.serializers import (
     MAX_BATCH_BYTES,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
-from subscriptions import plans
+from core import plans
 from usage.models import COUNTER_FIELDS
 
 GAP_CAP = timedelta(hours=2)

@@ -23,8 +23,8 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, RowNumber
 from django.utils import timezone
 
+from core import plans
 from customers.models import Customer
-from subscriptions import plans
 from usage import metering
 from usage.models import CustomerUsage, UsageDaily, UsageReport, UsageRollupCursor
 

@@ -10,7 +10,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from config.api import StrictSerializer, iso
+from config.api import StrictSerializer
+from core.timestamps import iso
 from usage import metering
 from usage.models import COUNTER_FIELDS, UsageReport
 from usage.services import MAX_CLOCK_SKEW, MAX_REPORT_AGE

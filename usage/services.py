@@ -16,9 +16,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework import status
 
-from config.api import ApplicationError
+from core import plans
+from core.errors import ApplicationError
 from customers.models import Customer
-from subscriptions import plans, stripe_api
+from subscriptions import stripe_api
 from usage import metering
 from usage.models import (
     COUNTER_FIELDS,
@@ -33,7 +34,6 @@ from usage.selectors import raw_points, raw_predecessors, usage_consumption
 # accept the same 35 days. Roll-up never touches a day that could still receive one.
 MAX_REPORT_AGE = timedelta(days=35)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
-DEFAULT_RAW_RETENTION_DAYS = 40
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ def rollup_cutoff_day(now: datetime | None = None) -> date:
     report (so a rolled-up day never changes again)."""
     now = now or timezone.now()
     retention = max(
-        getattr(settings, "USAGE_RAW_RETENTION_DAYS", DEFAULT_RAW_RETENTION_DAYS),
+        settings.USAGE_RAW_RETENTION_DAYS,
         MAX_REPORT_AGE.days + 1,
     )
     return (now - timedelta(days=retention)).astimezone(UTC).date()
@@ -335,8 +335,6 @@ def usage_billing_push_fail(*, record: UsageBillingRecord, error: str) -> None:
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 30.0
 MAX_CONSECUTIVE_RATE_LIMITS = 5
-DEFAULT_METER_RATE_PER_SECOND = 20.0  # Stripe allows 25 requests/s in test mode, 100 in live
-DEFAULT_INVOICE_GRACE_SECONDS = 3600  # Stripe's default invoice finalization grace period
 
 
 class PushStopped(Exception):
@@ -392,9 +390,7 @@ def _event_timestamp(period_end: datetime, now: datetime) -> int:
     period's last second while Stripe still holds that period's invoice as a draft (the
     finalization grace period), so late overage lands on its own period's invoice; after
     that, now (Stripe then bills it on the next invoice rather than not at all)."""
-    grace = timedelta(
-        seconds=getattr(settings, "STRIPE_INVOICE_GRACE_SECONDS", DEFAULT_INVOICE_GRACE_SECONDS)
-    )
+    grace = timedelta(seconds=settings.STRIPE_INVOICE_GRACE_SECONDS)
     if period_end <= now < period_end + grace:
         return int(period_end.timestamp()) - 1
     return int(now.timestamp())

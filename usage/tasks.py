@@ -11,9 +11,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.cache import cache
 
+from core.plans import ENTITLED_STATUSES
 from customers.models import Customer
 from subscriptions import stripe_api
-from subscriptions.plans import ENTITLED_STATUSES
 from usage import services
 
 logger = logging.getLogger(__name__)
@@ -59,11 +59,7 @@ def usage_billing_push_task() -> dict:
         return {"skipped": "another push is running"}
     stats, customers, started = services.PushStats(), 0, time.monotonic()
     try:
-        pacer = services.StripePacer(
-            getattr(
-                settings, "STRIPE_METER_RATE_PER_SECOND", services.DEFAULT_METER_RATE_PER_SECOND
-            )
-        )
+        pacer = services.StripePacer(settings.STRIPE_METER_RATE_PER_SECOND)
         pks = list(
             Customer.objects.filter(
                 subscription__status__in=ENTITLED_STATUSES,

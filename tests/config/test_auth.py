@@ -8,7 +8,7 @@ import time
 import pytest
 from django.contrib.auth import get_user_model
 
-from customers.services import staff_token_issue
+from customers.credentials import staff_token_issue
 from tests.conftest import customer_client
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from customers.models import AuditLog, CleanupRecord, Customer, Deactivation, DeletedCustomer
-from customers.offboarding import cleanup_execute_due
+from lifecycle.deletion import cleanup_execute_due
 from subscriptions.models import Refund, Subscription
 from tests.conftest import customer_client
 from tests.stripe_helpers import paid_customer

@@ -6,9 +6,9 @@ import pytest
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from config.api import ApplicationError
+from core.errors import ApplicationError
 from customers.models import Customer
-from deployments import services, tasks
+from deployments import runs, services, tasks
 from deployments.models import Deployment
 from licensing.services import license_revoke
 from tests.conftest import customer_client
@@ -155,12 +155,12 @@ def test_duplicate_message_is_ignored_while_a_run_is_live_but_a_redelivery_takes
     Deployment.objects.filter(pk=deployment.pk).update(status="deploying", attempts=1)
 
     # a second copy of the message, while the first run is alive (fresh heartbeat)
-    with pytest.raises(services.JobNotOwned):
-        services.deployment_deploy_run(
+    with pytest.raises(runs.JobNotOwned):
+        runs.deployment_deploy_run(
             deployment_id=deployment.pk, task_id=deployment.celery_task_id, in_process=True
         )
     # the broker's redelivery after the run's worker died
-    done = services.deployment_deploy_run(
+    done = runs.deployment_deploy_run(
         deployment_id=deployment.pk,
         task_id=deployment.celery_task_id,
         redelivered=True,
@@ -176,8 +176,8 @@ def test_job_that_keeps_dying_ends_failed_by_the_attempt_cap_on_the_record(signu
     Deployment.objects.filter(pk=deployment.pk).update(status="deploying", attempts=3)
 
     # when the broker delivers the message once more
-    with pytest.raises(services.JobFailed):
-        services.deployment_deploy_run(
+    with pytest.raises(runs.JobFailed):
+        runs.deployment_deploy_run(
             deployment_id=deployment.pk,
             task_id=deployment.celery_task_id,
             redelivered=True,
@@ -202,8 +202,8 @@ def test_superseded_run_stops_and_leaves_the_new_job_in_charge(
             services.deployment_redeploy(customer=deployment.customer)
 
     # when a redeploy comes in while it runs
-    with pytest.raises(services.JobNotOwned):
-        services.deployment_deploy_run(
+    with pytest.raises(runs.JobNotOwned):
+        runs.deployment_deploy_run(
             deployment_id=deployment.pk,
             task_id=old_task_id,
             in_process=True,
@@ -214,7 +214,7 @@ def test_superseded_run_stops_and_leaves_the_new_job_in_charge(
     deployment.refresh_from_db()
     assert deployment.status == "queued"
     assert deployment.celery_task_id != old_task_id
-    done = services.deployment_deploy_run(
+    done = runs.deployment_deploy_run(
         deployment_id=deployment.pk, task_id=deployment.celery_task_id, in_process=True
     )
     assert (done.status, done.attempts) == ("deployed", 1)
@@ -301,14 +301,14 @@ def test_sweep_republishes_a_job_whose_enqueue_was_lost(signup, django_capture_o
     # given two queued records whose publish never happened, one of them for a while
     lost = Deployment.objects.get(customer__customer_id=signup()["customer"]["customer_id"])
     recent = Deployment.objects.get(customer__customer_id=signup()["customer"]["customer_id"])
-    _age(lost, services.queued_stale_after().total_seconds() + 5)
+    _age(lost, runs.queued_stale_after().total_seconds() + 5)
 
     # when the sweep runs
     with django_capture_on_commit_callbacks(execute=True):
-        result = services.deployment_sweep()
+        result = tasks.deployment_sweep_task()
 
     # then the old one is published again, with its own task id, and runs
-    assert (result.republished, result.restarted) == (1, 0)
+    assert result == {"republished": 1, "restarted": 0}
     lost.refresh_from_db()
     recent.refresh_from_db()
     assert (lost.status, recent.status) == ("deployed", "queued")
@@ -322,12 +322,12 @@ def test_sweep_restarts_a_run_that_stopped_reporting_under_a_new_task_id(
     deployment = Deployment.objects.get(customer__customer_id=body["customer"]["customer_id"])
     dead_task_id = deployment.celery_task_id
     Deployment.objects.filter(pk=deployment.pk).update(status="deploying", attempts=1)
-    _age(deployment, services.running_stale_after().total_seconds() + 5)
+    _age(deployment, runs.running_stale_after().total_seconds() + 5)
 
     with django_capture_on_commit_callbacks(execute=True):
-        result = services.deployment_sweep()
+        result = tasks.deployment_sweep_task()
 
-    assert (result.republished, result.restarted) == (0, 1)
+    assert result == {"republished": 0, "restarted": 1}
     deployment.refresh_from_db()
     assert (deployment.status, deployment.attempts) == ("deployed", 2)
     # the dead run's message, if the broker ever brings it back, changes nothing
@@ -350,9 +350,9 @@ def test_signup_succeeds_while_the_broker_is_down_and_the_sweep_catches_up(
     assert deployment.status == "queued"
 
     # when the sweep runs once the broker is back (here: tasks in-process)
-    _age(deployment, services.queued_stale_after().total_seconds() + 5)
+    _age(deployment, runs.queued_stale_after().total_seconds() + 5)
     with django_capture_on_commit_callbacks(execute=True):
-        services.deployment_sweep()
+        tasks.deployment_sweep_task()
     deployment.refresh_from_db()
     assert deployment.status == "deployed"
 

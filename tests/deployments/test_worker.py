@@ -13,7 +13,7 @@ import pytest
 from django_celery_results.models import TaskResult
 
 from config.celery import app
-from deployments import services
+from deployments import tasks
 from deployments.models import Deployment
 from tests.deployments.support import wait_for
 
@@ -155,7 +155,7 @@ def test_job_of_a_lost_worker_is_restarted_by_the_sweep_on_a_new_worker(worker, 
 
     # then the sweep finds the run silent and restarts the job, which the new worker completes
     settings.DEPLOYMENT_RUNNING_STALE_SECONDS = 1
-    wait_for(lambda: services.deployment_sweep().restarted, timeout=10, what="the sweep")
+    wait_for(lambda: tasks.deployment_sweep_task()["restarted"], timeout=10, what="the sweep")
     done = _when(deployment, lambda record: record.status == "deployed")
     assert done.attempts == 2
     assert done.celery_task_id != lost_task_id

@@ -4,9 +4,9 @@ import jwt
 import pytest
 from django.core.management import call_command
 
+from core.plans import PLANS, UNLIMITED
 from licensing import verify
 from licensing.models import LicenseHistory
-from subscriptions.plans import PLANS, UNLIMITED
 from tests.conftest import customer_client
 from tests.factories import SubscriptionFactory
 

@@ -12,8 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from core.plans import PLANS, UNLICENSED_TRIAL_DAYS
 from licensing import verify
-from subscriptions.plans import PLANS, UNLICENSED_TRIAL_DAYS
 
 VERIFY_PATH = Path(__file__).resolve().parents[2] / "licensing" / "verify.py"
 

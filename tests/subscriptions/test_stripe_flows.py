@@ -15,9 +15,9 @@ from rest_framework.test import APIClient
 from customers.models import Customer
 from deployments.models import Deployment
 from licensing.models import LicenseHistory, LicenseRevocation
+from lifecycle.entitlements import license_refresh
+from stripe_simulator import ApiError, sign_payload
 from subscriptions.models import Refund, StripeEvent, Subscription
-from subscriptions.services import license_refresh
-from subscriptions.stripe_simulator import ApiError, sign_payload
 from tests.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, customer_client
 from tests.stripe_helpers import DAY, checkout, paid_customer
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from customers.credentials import api_key_issue
 from customers.models import Customer
-from customers.services import api_key_issue
 from tests.conftest import customer_client
 from tests.factories import CustomerFactory, SubscriptionFactory
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.db import IntegrityError
 
-from subscriptions.plans import PLANS
+from core.plans import PLANS
 from tests.factories import CustomerFactory
 from usage import metering, services
 from usage.models import UsageBillingRecord

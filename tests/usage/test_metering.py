@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from subscriptions.plans import PLANS
+from core.plans import PLANS
 from usage import metering
 from usage.metering import Point, UsageTotals
 

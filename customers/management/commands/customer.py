@@ -2,12 +2,12 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from config.api import ApplicationError
-from customers import services
+from core.errors import ApplicationError
+from core.plans import ASSIGNABLE_PLANS
 from customers.models import Customer
-from licensing.services import license_get_or_issue
-from subscriptions.plans import ASSIGNABLE_PLANS
-from subscriptions.services import subscription_set_plan
+from lifecycle.entitlements import subscription_grant_plan
+from lifecycle.offboarding import DeactivationOptions, customer_deactivate
+from lifecycle.signup import customer_signup
 
 
 class Command(BaseCommand):
@@ -67,7 +67,7 @@ class Command(BaseCommand):
 
     def _add(self, options):
         try:
-            result = services.customer_signup(
+            result = customer_signup(
                 email=options["email"],
                 full_name=options["name"],
                 company_name=options["company"],
@@ -92,9 +92,8 @@ class Command(BaseCommand):
         customer = Customer.objects.filter(customer_id=options["customer_id"]).first()
         if customer is None:
             raise CommandError(f"No customer {options['customer_id']}")
-        subscription = subscription_set_plan(customer=customer, plan=options["plan"])
         try:
-            issued = license_get_or_issue(customer=customer, reason="manual plan change")
+            subscription, issued = subscription_grant_plan(customer=customer, plan=options["plan"])
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(
@@ -105,8 +104,6 @@ class Command(BaseCommand):
         )
 
     def _deactivate(self, options):
-        from customers.offboarding import DeactivationOptions, customer_deactivate
-
         customer = Customer.objects.filter(customer_id=options["customer_id"]).first()
         if customer is None:
             raise CommandError(f"No customer {options['customer_id']}")

@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand
 
-from customers.offboarding import cleanup_execute_due
+from lifecycle.deletion import cleanup_execute_due
 
 
 class Command(BaseCommand):

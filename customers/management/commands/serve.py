@@ -22,17 +22,21 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         port = str(settings.PORT)
         python = sys.executable
-        processes = {"web": f"{python} manage.py runserver 127.0.0.1:{port}"}
+        web = f"{python} manage.py runserver 127.0.0.1:{port}"
+        processes = {"web": web}
         env = os.environ.copy()
         notes = [f"API and admin on http://127.0.0.1:{port}/ (admin /admin/, docs /api/docs/)"]
 
         if settings.STRIPE_SIMULATOR:
             sim_port = settings.STRIPE_SIMULATOR_PORT
             processes["stripe"] = (
-                f"{python} -m subscriptions.stripe_simulator --port {sim_port} "
+                f"{python} -m stripe_simulator --port {sim_port} "
                 f"--webhook-url http://127.0.0.1:{port}/api/webhooks/stripe "
                 f"--webhook-secret {settings.STRIPE_WEBHOOK_SECRETS[0]}"
             )
+            # The simulator starts empty: the catalogue (prices, meters) is made in it by the
+            # same command an operator runs against real Stripe, before the API serves.
+            processes["web"] = f"{python} manage.py stripe_setup --wait 30 && exec {web}"
             notes.append(
                 f"Stripe: local SIMULATOR on http://127.0.0.1:{sim_port} (no real payments; "
                 "test cards 4242 4242 4242 4242 succeeds, 4000 0000 0000 0002 is declined)"

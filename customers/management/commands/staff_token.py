@@ -3,7 +3,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from customers.services import staff_token_issue
+from customers.credentials import staff_token_issue
 
 
 class Command(BaseCommand):

@@ -1,10 +1,12 @@
 """Create the guide's products and monthly prices, and the overage meters and metered prices,
 in Stripe, once: prices are found by lookup key and meters by event name."""
 
+import time
+
 from django.core.management.base import BaseCommand, CommandError
 
+from core.plans import PAID_PLANS, PLANS
 from subscriptions import stripe_api
-from subscriptions.plans import PAID_PLANS, PLANS
 
 
 class Command(BaseCommand):
@@ -17,9 +19,20 @@ class Command(BaseCommand):
         "STRIPE_PRICE_* settings, when set, still take precedence for the plans."
     )
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--wait",
+            type=float,
+            default=0,
+            metavar="SECONDS",
+            help="Wait up to SECONDS for Stripe to answer first (a Stripe stand-in that is "
+            "still starting, as under `make run`).",
+        )
+
     def handle(self, *args, **options):
         if not stripe_api.is_configured():
             raise CommandError("STRIPE_SECRET_KEY is not set.")
+        self._wait_for_stripe(options["wait"])
         for name in PAID_PLANS:
             plan = PLANS[name]
             try:
@@ -54,3 +67,15 @@ class Command(BaseCommand):
             self.stdout.write(f"{verb} meter {meter_id}  ({event_name})")
             verb = "created" if price_created else "exists "
             self.stdout.write(f"{verb} metered price {price_id}  ({lookup_key})")
+
+    def _wait_for_stripe(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                stripe_api.ping()
+            except stripe_api.StripeError as exc:
+                if not exc.retryable or time.monotonic() >= deadline:
+                    raise CommandError(f"Stripe does not answer: {exc.user_message}") from exc
+                time.sleep(0.25)
+            else:
+                return

@@ -1,4 +1,4 @@
-"""``python -m subscriptions.stripe_simulator --port 12111 --webhook-url URL --webhook-secret S``
+"""``python -m stripe_simulator --port 12111 --webhook-url URL --webhook-secret S``
 
 Runs until Ctrl-C. Point the app at it with ``STRIPE_API_BASE=http://127.0.0.1:12111`` and any
 ``sk_test_`` key. Dev-only controls (no auth, keep the simulator on loopback):
@@ -16,12 +16,12 @@ import threading
 from .simulator import start_simulator
 from .webhooks import DEFAULT_WEBHOOK_SECRET
 
-logger = logging.getLogger("subscriptions.stripe_simulator")
+logger = logging.getLogger("stripe_simulator")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m subscriptions.stripe_simulator", description="Local Stripe API simulator."
+        prog="python -m stripe_simulator", description="Local Stripe API simulator."
     )
     parser.add_argument(
         "--host",

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import stripe
 
-from subscriptions.stripe_simulator import ApiError, start_simulator
+from stripe_simulator import ApiError, start_simulator
 
 WEBHOOK_SECRET = "whsec_test_simulator_suite"
 DAY = 86_400

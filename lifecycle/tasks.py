@@ -1,10 +1,16 @@
-"""Celery tasks of the customers app."""
+"""Celery tasks of the lifecycle workflows. Each takes ids, loads fresh state, calls a service.
+
+The task names are the wire contract (queued messages and django-celery-beat rows carry
+them); they are kept from when these tasks lived in the customers app.
+"""
 
 from __future__ import annotations
 
 from celery import shared_task
 
 from customers.models import Customer
+from lifecycle.deletion import cleanup_execute_due
+from lifecycle.emails import customer_email_send
 
 
 @shared_task(
@@ -16,8 +22,6 @@ from customers.models import Customer
 )
 def customer_email_task(customer_pk: int, template: str, context: dict) -> None:
     """Send one customer email after the change it describes is committed."""
-    from customers.emails import customer_email_send
-
     customer = Customer.objects.select_related("subscription").filter(pk=customer_pk).first()
     if customer is not None:
         customer_email_send(customer=customer, template=template, extra=context)
@@ -26,6 +30,4 @@ def customer_email_task(customer_pk: int, template: str, context: dict) -> None:
 @shared_task(name="customers.cleanup_execute_due_task", ignore_result=True)
 def cleanup_execute_due_task() -> int:
     """The daily deletion sweep: customers whose retention window has ended."""
-    from customers.offboarding import cleanup_execute_due
-
     return cleanup_execute_due(actor="task:cleanup_execute_due_task")

@@ -1,4 +1,7 @@
-"""Customer emails: the guide's communication templates, rendered as text and HTML."""
+"""Customer emails: the guide's communication templates, rendered as text and HTML.
+
+Sent by lifecycle.tasks.customer_email_task; lifecycle.notifications enqueues them.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
 from customers.models import Customer
+from subscriptions.models import Refund
 
 SUBJECTS = {
     "graceful_cancellation": "Your subscription will end on {end_date}",
@@ -19,8 +23,6 @@ SUBJECTS = {
 
 
 def email_context(customer: Customer, extra: dict) -> dict:
-    from subscriptions.models import Refund
-
     base_url = settings.PUBLIC_BASE_URL.rstrip("/")
     subscription = getattr(customer, "subscription", None)
     end = subscription.current_period_end if subscription else None

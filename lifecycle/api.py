@@ -7,11 +7,10 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import StrictSerializer, api_doc, iso
-from customers import offboarding
-from customers.audit import actor_of
-from customers.auth import IsStaff
-from customers.selectors import customer_get_for
+from config.api import StrictSerializer, api_doc
+from core.timestamps import iso
+from customers.auth import IsStaff, actor_of, customer_get_for
+from lifecycle import deletion, offboarding
 from subscriptions.models import Refund
 
 
@@ -95,7 +94,7 @@ class ScheduledDeletionsView(APIView):
         "staff", "Customers scheduled for permanent deletion", responses={200: OpenApiTypes.OBJECT}
     )
     def get(self, request):
-        return Response({"deletions": offboarding.scheduled_deletions()})
+        return Response({"deletions": deletion.scheduled_deletions()})
 
 
 class ExecuteDeletionsView(APIView):
@@ -108,7 +107,7 @@ class ExecuteDeletionsView(APIView):
         responses={200: OpenApiTypes.OBJECT},
     )
     def post(self, request):
-        deleted = offboarding.cleanup_execute_due(actor=actor_of(request.user))
+        deleted = deletion.cleanup_execute_due(actor=actor_of(request.user))
         return Response(
             {"message": f"Deleted {deleted} customers", "deleted": deleted},
             status=status.HTTP_200_OK,

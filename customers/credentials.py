@@ -1,0 +1,91 @@
+"""Credentials: customer API keys and staff tokens, stored as a prefix plus a hash.
+
+A secret is shown once, when it is made (`IssuedKey.raw_key`), and never stored; a lookup
+finds the live record by its prefix and compares hashes in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TypeVar
+
+from django.db import transaction
+from django.utils import timezone
+
+from customers.models import Customer, CustomerApiKey, HashedKey, StaffToken
+
+_ALPHABET = string.ascii_letters + string.digits
+# Refreshing last_used_at on every request would turn each read into a write.
+_LAST_USED_RESOLUTION = timedelta(minutes=5)
+
+KeyModel = TypeVar("KeyModel", bound=HashedKey)
+
+
+def _random(length: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def _hash(raw_key: str) -> str:
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A freshly made credential: `raw_key` exists only here, never in the database."""
+
+    record: HashedKey
+    raw_key: str
+
+
+def _hashed_key_create(*, model: type[HashedKey], kind: str, name: str, **owner) -> IssuedKey:
+    prefix = f"{kind}_{_random(10)}"
+    raw_key = f"{prefix}_{_random(32)}"
+    record = model.objects.create(prefix=prefix, key_hash=_hash(raw_key), name=name, **owner)
+    return IssuedKey(record=record, raw_key=raw_key)
+
+
+def hashed_key_lookup(*, model: type[KeyModel], raw_key: str) -> KeyModel | None:
+    """Find the live key for a presented secret, comparing hashes in constant time."""
+    prefix, sep, _ = raw_key.rpartition("_")
+    if not sep or len(prefix) > 16:
+        return None
+    related = "customer" if model is CustomerApiKey else "user"
+    record = (
+        model.objects.select_related(related).filter(prefix=prefix, revoked_at__isnull=True).first()
+    )
+    if record is None or not hmac.compare_digest(record.key_hash, _hash(raw_key)):
+        return None
+    now = timezone.now()
+    if record.last_used_at is None or now - record.last_used_at > _LAST_USED_RESOLUTION:
+        model.objects.filter(pk=record.pk).update(last_used_at=now)
+    return record
+
+
+def api_key_issue(*, customer: Customer, name: str = "") -> IssuedKey:
+    return _hashed_key_create(model=CustomerApiKey, kind="ik", name=name, customer=customer)
+
+
+def api_key_revoke(*, api_key: CustomerApiKey) -> CustomerApiKey:
+    CustomerApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    api_key.refresh_from_db()
+    return api_key
+
+
+@transaction.atomic
+def api_key_rotate(*, customer: Customer, name: str = "") -> IssuedKey:
+    """Revoke every live key of the customer and issue one new key."""
+    CustomerApiKey.objects.filter(customer=customer, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    return api_key_issue(customer=customer, name=name or "rotated")
+
+
+def staff_token_issue(*, user, name: str = "") -> IssuedKey:
+    return _hashed_key_create(model=StaffToken, kind="st", name=name, user=user)
