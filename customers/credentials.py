@@ -45,7 +45,9 @@ class IssuedKey:
 def _hashed_key_create(*, model: type[HashedKey], kind: str, name: str, **owner) -> IssuedKey:
     prefix = f"{kind}_{_random(10)}"
     raw_key = f"{prefix}_{_random(32)}"
-    record = model.objects.create(prefix=prefix, key_hash=_hash(raw_key), name=name, **owner)
+    record = model._default_manager.create(
+        prefix=prefix, key_hash=_hash(raw_key), name=name, **owner
+    )
     return IssuedKey(record=record, raw_key=raw_key)
 
 
@@ -56,13 +58,15 @@ def hashed_key_lookup(*, model: type[KeyModel], raw_key: str) -> KeyModel | None
         return None
     related = "customer" if model is CustomerApiKey else "user"
     record = (
-        model.objects.select_related(related).filter(prefix=prefix, revoked_at__isnull=True).first()
+        model._default_manager.select_related(related)
+        .filter(prefix=prefix, revoked_at__isnull=True)
+        .first()
     )
     if record is None or not hmac.compare_digest(record.key_hash, _hash(raw_key)):
         return None
     now = timezone.now()
     if record.last_used_at is None or now - record.last_used_at > _LAST_USED_RESOLUTION:
-        model.objects.filter(pk=record.pk).update(last_used_at=now)
+        model._default_manager.filter(pk=record.pk).update(last_used_at=now)
     return record
 
 

@@ -50,28 +50,35 @@ def cleanup_execute_due(
     done = 0
     failed: list[int] = []
     while True:
+        claimed: CleanupRecord | None = None
         try:
             with transaction.atomic():
-                record = (
+                claimed = (
                     CleanupRecord.objects.select_for_update(skip_locked=True)
                     .filter(status=CleanupRecord.Status.SCHEDULED, scheduled_for__lte=now)
                     .exclude(pk__in=failed)
                     .order_by("scheduled_for", "pk")
                     .first()
                 )
-                if record is None:
+                if claimed is None:
                     return done
-                _delete_customer(record=record, now=now, actor=actor)
+                _delete_customer(record=claimed, now=now, actor=actor)
                 done += 1
         except (DeploymentError, ApplicationError) as exc:
+            if claimed is None:
+                raise
             # The namespace (or the Stripe subscription) could not be removed: nothing was
             # purged, the transaction rolled back, and the next run retries this record.
-            logger.warning("Deletion of %s postponed: %s", record.namespace, exc)
-            failed.append(record.pk)
+            logger.warning("Deletion of %s postponed: %s", claimed.namespace, exc)
+            failed.append(claimed.pk)
 
 
 def _delete_customer(*, record: CleanupRecord, now: datetime, actor: str) -> None:
-    customer = Customer.objects.select_related("subscription").filter(pk=record.customer_id).first()
+    customer = (
+        Customer.objects.select_related("subscription").filter(pk=record.customer_id).first()
+        if record.customer_id is not None
+        else None
+    )
     deployment_delete_now(namespace=record.namespace)
     if customer is None:  # the customer row was removed by other means: only the namespace left
         CleanupRecord.objects.filter(pk=record.pk).update(

@@ -40,9 +40,10 @@ def license_refresh(*, customer: Customer, reason: str) -> None:
     A subscription that is live again lifts a revocation that its cancellation made;
     a revocation by staff stays.
     """
-    customer = Customer.objects.select_related("subscription").filter(pk=customer.pk).first()
-    if customer is None:  # deleted meanwhile (the offboarding purge cancels, then deletes)
+    fresh = Customer.objects.select_related("subscription").filter(pk=customer.pk).first()
+    if fresh is None:  # deleted meanwhile (the offboarding purge cancels, then deletes)
         return
+    customer = fresh
     live = customer.is_active and customer.subscription.status in _LIVE_STATUSES
     if (
         live

@@ -8,10 +8,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from rest_framework import status
@@ -84,7 +85,8 @@ def _insert_ignoring_duplicates(rows: Sequence[dict]) -> set[tuple[str, datetime
     went in. PostgreSQL and SQLite >= 3.35 both speak this dialect.
     """
     opts = UsageReport._meta
-    model_fields = [opts.get_field(name) for name in _INSERT_FIELDS]
+    # Concrete columns only (no relations), so each is a Field with a column.
+    model_fields = [cast(Field, opts.get_field(name)) for name in _INSERT_FIELDS]
     quote = connection.ops.quote_name
     columns = ", ".join(quote(f.column) for f in model_fields)
     placeholders = "(" + ", ".join(["%s"] * len(model_fields)) + ")"
