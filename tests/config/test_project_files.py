@@ -10,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _settings_variables() -> set[str]:
     source = (ROOT / "config" / "settings.py").read_text()
-    return set(re.findall(r"""(?:env\.\w+|env_bool|_secret)\(\s*["']([A-Z][A-Z0-9_]+)["']""", source))
+    reader = r"""(?:env\.\w+|env_bool|_secret)\(\s*["']([A-Z][A-Z0-9_]+)["']"""
+    return set(re.findall(reader, source))
 
 
 def test_every_settings_variable_is_documented_in_env_example():
