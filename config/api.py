@@ -12,10 +12,12 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status, throttling
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
+from rest_framework.views import set_rollback
 
 from core.errors import ApplicationError, error_body
 
@@ -60,9 +62,6 @@ _TITLES = {
 
 def exception_handler(exc: Exception, context: dict) -> Response:
     """DRF's EXCEPTION_HANDLER: every error, expected or not, in the one shape."""
-    # Imported here: rest_framework.views imports our auth classes, which import this module.
-    from rest_framework.views import set_rollback
-
     headers: dict[str, str] = {}
     if isinstance(exc, ApplicationError):
         set_rollback()
@@ -259,8 +258,6 @@ AUTH_RULES = {
 
 def api_doc(rule: str, summary: str, **kwargs):
     """extend_schema with the endpoint's auth rule stated first in its description."""
-    from drf_spectacular.utils import extend_schema
-
     description = f"**Auth:** {AUTH_RULES[rule]}"
     if extra := kwargs.pop("description", ""):
         description += f"\n\n{extra}"

@@ -34,6 +34,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from django.conf import settings
 
+# The kubernetes package takes about 0.3 s to import and only the Helm backend uses it, so
+# its imports are deferred into the Helm backend's methods: the simulated backend (development,
+# tests, `make run`) and every web process that never deploys do not pay for it.
 if TYPE_CHECKING:
     from kubernetes import client as k8s
 
@@ -227,7 +230,7 @@ class HelmBackend:
     # -- interface
 
     def deploy(self, spec: InstanceSpec, *, progress: Progress) -> None:
-        from kubernetes import client
+        from kubernetes import client  # deferred: heavy, Helm backend only
 
         with self._api() as api:
             core = client.CoreV1Api(api)
@@ -245,7 +248,7 @@ class HelmBackend:
         progress(100, f"Instance ready at https://{spec.host}")
 
     def delete(self, *, namespace: str, progress: Progress) -> None:
-        from kubernetes import client
+        from kubernetes import client  # deferred: heavy, Helm backend only
 
         with self._api() as api, _api_errors("deleting the namespace"):
             core = client.CoreV1Api(api)
@@ -268,7 +271,7 @@ class HelmBackend:
     @contextmanager
     def _api(self) -> Iterator[k8s.ApiClient]:
         """A client for KUBECONFIG when set, else the pod's service account, else ~/.kube."""
-        from kubernetes import client, config
+        from kubernetes import client, config  # deferred: heavy, Helm backend only
 
         configuration = client.Configuration()
         try:
@@ -287,7 +290,7 @@ class HelmBackend:
             yield api
 
     def _ensure_namespace(self, core: k8s.CoreV1Api, spec: InstanceSpec) -> None:
-        from kubernetes import client
+        from kubernetes import client  # deferred: heavy, Helm backend only
 
         labels = {MANAGED_BY_LABEL: MANAGED_BY, CUSTOMER_LABEL: spec.customer_id}
         body = client.V1Namespace(metadata=client.V1ObjectMeta(name=spec.namespace, labels=labels))
@@ -299,7 +302,7 @@ class HelmBackend:
 
     def _store_instance_secret(self, core: k8s.CoreV1Api, spec: InstanceSpec) -> str:
         """Create or replace the Secret; return the seed it keeps."""
-        from kubernetes import client
+        from kubernetes import client  # deferred: heavy, Helm backend only
 
         for _ in range(2):
             existing = _read_or_none(
@@ -379,7 +382,7 @@ class HelmBackend:
             )
 
     def _wait_for_pods(self, api: k8s.ApiClient, spec: InstanceSpec, progress: Progress) -> None:
-        from kubernetes import client
+        from kubernetes import client  # deferred: heavy, Helm backend only
 
         apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
         selector = f"{INSTANCE_LABEL}={spec.release}"
@@ -416,7 +419,7 @@ class HelmBackend:
 
 def _read_or_none(call):
     """The call's answer, or None when the API answers 404."""
-    from kubernetes import client
+    from kubernetes import client  # deferred: heavy, Helm backend only
 
     try:
         return call()
@@ -429,8 +432,8 @@ def _read_or_none(call):
 @contextmanager
 def _api_errors(doing: str) -> Iterator[None]:
     """Turn the client's errors into DeploymentError with a sentence a person can act on."""
-    from kubernetes import client
-    from urllib3.exceptions import HTTPError
+    from kubernetes import client  # deferred: heavy, Helm backend only
+    from urllib3.exceptions import HTTPError  # deferred with the kubernetes client
 
     try:
         yield

@@ -1,5 +1,6 @@
 """Make sure a staff login exists, for `make run` on a fresh machine."""
 
+import os
 import secrets
 
 from django.contrib.auth import get_user_model
@@ -14,8 +15,6 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        import os
-
         user_model = get_user_model()
         if user_model.objects.filter(is_staff=True, is_active=True).exists():
             self.stdout.write("Staff login exists.")
