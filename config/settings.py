@@ -6,8 +6,10 @@ With DEBUG=false it refuses to start without its secrets.
 """
 
 import os
+import ssl
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import environ
 from celery.schedules import crontab
@@ -48,7 +50,16 @@ def _secret(name: str, default: str = "") -> str:
     return env.str(name, default=default)
 
 
-DEBUG = env_bool("DEBUG", True)
+# The guide's NODE_ENV: `production` means production (DEBUG off, and DEBUG=true with it is
+# refused as a contradiction); `development` or `test` means development.
+NODE_ENV = env.str("NODE_ENV", default="").strip().lower()
+if NODE_ENV not in ("", "production", "development", "test"):
+    raise ImproperlyConfigured(
+        f"NODE_ENV={NODE_ENV!r} is not one of production, development, test."
+    )
+DEBUG = env_bool("DEBUG", NODE_ENV in ("development", "test") or NODE_ENV == "")
+if DEBUG and NODE_ENV == "production":
+    raise ImproperlyConfigured("NODE_ENV=production and DEBUG=true contradict each other.")
 
 SECRET_KEY = _secret("SECRET_KEY")
 ADMIN_API_TOKEN = _secret("ADMIN_API_TOKEN")
@@ -158,21 +169,27 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
 # ---------------------------------------------------------------- redis
-def _redis_url() -> str:
-    """REDIS_URL wins; otherwise the guide's REDIS_HOST/PORT/PASSWORD/DB; else no Redis."""
+def redis_url_from_env() -> str:
+    """REDIS_URL wins; otherwise the guide's REDIS_HOST/PORT/PASSWORD/DB; else no Redis.
+
+    The password is URL-escaped (a `@`, `/` or `#` in it would otherwise end the userinfo),
+    and REDIS_TLS_ENABLED=true (the guide's switch for managed Redis) makes it `rediss://`.
+    """
     url = env.str("REDIS_URL", default="")
-    if url:
-        return url
-    host = env.str("REDIS_HOST", default="")
-    if not host:
-        return ""
-    password = _secret("REDIS_PASSWORD")
-    auth = f":{password}@" if password else ""
-    port = env.int("REDIS_PORT", default=6379)
-    return f"redis://{auth}{host}:{port}/{env.int('REDIS_DB', default=0)}"
+    if not url:
+        host = env.str("REDIS_HOST", default="")
+        if not host:
+            return ""
+        password = _secret("REDIS_PASSWORD")
+        auth = f":{quote(password, safe='')}@" if password else ""
+        port = env.int("REDIS_PORT", default=6379)
+        url = f"redis://{auth}{host}:{port}/{env.int('REDIS_DB', default=0)}"
+    if env_bool("REDIS_TLS_ENABLED", False) and url.startswith("redis://"):
+        url = "rediss://" + url.removeprefix("redis://")
+    return url
 
 
-REDIS_URL = _redis_url()
+REDIS_URL = redis_url_from_env()
 
 if REDIS_URL:
     CACHES = {
@@ -273,6 +290,9 @@ SPECTACULAR_SETTINGS = {
 # ---------------------------------------------------------------- Celery
 # Without Redis, tasks run in-process at call time so a fresh clone works with nothing else.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
+if REDIS_URL.startswith("rediss://"):
+    # Celery refuses a rediss:// broker without saying how to check the server's certificate.
+    CELERY_BROKER_USE_SSL = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = "django-db"
