@@ -114,4 +114,4 @@ def test_redis_tls_configures_the_celery_broker_to_check_the_certificate():
         "settings.CELERY_BROKER_URL, settings.CELERY_BROKER_USE_SSL['ssl_cert_reqs'].name",
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "('rediss://127.0.0.1:6399/0', 'CERT_REQUIRED')"
+    assert result.stdout.split() == ["rediss://127.0.0.1:6399/0", "CERT_REQUIRED"]
