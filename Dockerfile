@@ -41,5 +41,6 @@ USER billing
 EXPOSE 3100
 HEALTHCHECK --interval=30s --timeout=5s --retries=3 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:3100/health', timeout=4)"
+# --timeout stays above the longest Stripe call (settings: STRIPE_*_TIMEOUT_SECONDS).
 CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:3100", "--workers", "3", \
-     "--access-logfile", "-", "--forwarded-allow-ips", "*"]
+     "--timeout", "60", "--access-logfile", "-", "--forwarded-allow-ips", "*"]

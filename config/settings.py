@@ -356,6 +356,11 @@ STRIPE_WEBHOOK_SECRETS = [s for s in _secret("STRIPE_WEBHOOK_SECRET").split(",")
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
 # Retries of one Stripe call on network errors and 409/429/5xx (same idempotency key).
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+# Seconds to connect to Stripe and to wait for each answer. Worst case of one call, every
+# attempt timing out: (connect + read) x (1 + retries) + the retry pauses = 46.5 s by default,
+# under gunicorn's --timeout 60 (Dockerfile, compose.yaml, the billing chart).
+STRIPE_CONNECT_TIMEOUT_SECONDS = env.float("STRIPE_CONNECT_TIMEOUT_SECONDS", default=3.0)
+STRIPE_READ_TIMEOUT_SECONDS = env.float("STRIPE_READ_TIMEOUT_SECONDS", default=12.0)
 # Without a Stripe key in development, `make run` starts the local Stripe simulator and the
 # app talks to it (stripe_simulator/, run by `manage.py serve`, which then runs `stripe_setup`
 # against it): a walk-through needs no Stripe account.

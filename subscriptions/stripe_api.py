@@ -7,6 +7,7 @@ so a retried request never charges, refunds or cancels twice. Results are plain 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,8 @@ PRODUCT_DESCRIPTIONS = {
     "professional": "Up to 50 devices",
     "enterprise": "Unlimited devices",
 }
+
+logger = logging.getLogger(__name__)
 
 
 class StripeNotConfigured(Exception):
@@ -63,13 +66,40 @@ def _client() -> stripe.StripeClient:
         base_addresses=base,
         # The library retries network errors and 409/429/5xx itself, with the same idempotency key.
         max_network_retries=settings.STRIPE_MAX_NETWORK_RETRIES,
+        # Short waits: a Stripe that accepts connections and never answers must not hold a web
+        # worker past gunicorn's timeout (see worst_wait_seconds).
+        http_client=stripe.RequestsClient(
+            timeout=(settings.STRIPE_CONNECT_TIMEOUT_SECONDS, settings.STRIPE_READ_TIMEOUT_SECONDS)
+        ),
     )
+
+
+# The library sleeps between retries: 0.5 s doubling, with jitter, at most this much in all
+# for the retries we allow (stripe/_http_client.py: INITIAL_DELAY 0.5, MAX_DELAY 5).
+_RETRY_SLEEP_CAP_SECONDS = 5.0
+
+
+def worst_wait_seconds() -> float:
+    """The longest one Stripe call can take before it gives up: every attempt timing out."""
+    attempts = 1 + settings.STRIPE_MAX_NETWORK_RETRIES
+    per_attempt = settings.STRIPE_CONNECT_TIMEOUT_SECONDS + settings.STRIPE_READ_TIMEOUT_SECONDS
+    sleeps = sum(min(0.5 * 2**n, _RETRY_SLEEP_CAP_SECONDS) for n in range(attempts - 1))
+    return attempts * per_attempt + sleeps
 
 
 def _call(method, *args, idempotency_key: str | None = None, **params) -> dict:
     options = {"idempotency_key": idempotency_key} if idempotency_key else None
     try:
         result = method(*args, params=params or None, options=options)
+    except stripe.APIConnectionError as exc:
+        # The library's text names the Stripe address and the HTTP client's internals: logged
+        # for operators, never shown to clients.
+        logger.warning("Stripe could not be reached: %s", exc)
+        raise StripeError(
+            "Stripe could not be reached (network error or timeout)",
+            code="stripe_unreachable",
+            retryable=True,
+        ) from exc
     except stripe.StripeError as exc:
         status = getattr(exc, "http_status", None)
         raise StripeError(
