@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 import os
 
 import pytest
@@ -15,8 +16,18 @@ from rest_framework.test import APIClient
 from licensing import signing
 from stripe_simulator import start_simulator
 
-ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
-WEBHOOK_SECRET = "whsec_test_flows"
+# The helper modules assert (a signup answered 201, ...): let pytest rewrite them, as it does
+# conftest files, so their failures show the compared values. Before they are imported.
+pytest.register_assert_rewrite("tests.helpers", "tests.usage.helpers")
+
+from tests.helpers import (  # noqa: E402
+    ADMIN_TOKEN,
+    WEBHOOK_PATH,
+    WEBHOOK_SECRET,
+    SignedUpCustomer,
+    signup_customer,
+    staff_api_client,
+)
 
 
 @pytest.fixture(scope="session")
@@ -82,36 +93,19 @@ def api_client() -> APIClient:
 
 @pytest.fixture
 def staff_client() -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {ADMIN_TOKEN}")
-    return client
+    return staff_api_client()
 
 
 @pytest.fixture
 def signup(api_client, db):
-    """Sign a customer up through the public API; returns the response JSON."""
-    counter = {"n": 0}
+    """Sign customers up through the public API: `signup(**fields)` returns a
+    `SignedUpCustomer` (customer n of the test is owner<n>@example.com unless told otherwise)."""
+    numbers = itertools.count(1)
 
-    def _signup(**overrides) -> dict:
-        counter["n"] += 1
-        body = {
-            "email": f"owner{counter['n']}@example.com",
-            "company_name": f"Acme {counter['n']}",
-            "full_name": "Jo Owner",
-            "password": "SecurePass123",
-            **overrides,
-        }
-        response = api_client.post("/api/customers/signup", body, format="json")
-        assert response.status_code == 201, response.content
-        return response.json()
+    def _signup(**fields) -> SignedUpCustomer:
+        return signup_customer(api_client, next(numbers), **fields)
 
     return _signup
-
-
-def customer_client(api_key: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_X_API_KEY=api_key)
-    return client
 
 
 @pytest.fixture
@@ -120,7 +114,7 @@ def stripe_sim(live_server, settings):
     library, and it sends signed webhooks to the live app server."""
     handle = start_simulator(
         port=0,
-        webhook_url=f"{live_server.url}/api/webhooks/stripe",
+        webhook_url=f"{live_server.url}{WEBHOOK_PATH}",
         webhook_secret=WEBHOOK_SECRET,
     )
     settings.STRIPE_SECRET_KEY = "sk_test_flows"

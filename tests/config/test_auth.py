@@ -1,7 +1,5 @@
 """Each principal is refused on the others' endpoints; a key never reads another customer."""
 
-import hashlib
-import hmac
 import json
 import time
 
@@ -9,7 +7,8 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from customers.credentials import staff_token_issue
-from tests.conftest import customer_client
+from stripe_simulator import sign_payload
+from tests.helpers import customer_client, post_signed_webhook
 
 pytestmark = pytest.mark.django_db
 
@@ -32,16 +31,15 @@ def test_staff_endpoint_with_wrong_bearer_token_is_401(api_client):
 
 def test_staff_endpoint_refuses_customer_key_with_403(signup):
     customer = signup()
-    response = customer_client(customer["api_key"]).get("/api/customers")
+    response = customer.client.get("/api/customers")
     assert response.status_code == 403
     assert response.json()["error"] == "Forbidden"
 
 
 def test_staff_only_revoke_refuses_the_customers_own_key(signup):
     customer = signup()
-    customer_id = customer["customer"]["customer_id"]
-    response = customer_client(customer["api_key"]).post(
-        f"/api/licenses/{customer_id}/revoke", {"reason": "self"}, format="json"
+    response = customer.client.post(
+        f"/api/licenses/{customer.id}/revoke", {"reason": "self"}, format="json"
     )
     assert response.status_code == 403
 
@@ -86,10 +84,9 @@ def test_staff_session_is_accepted_and_non_staff_session_is_not(api_client, sign
 
 def test_customer_key_reads_its_own_customer(signup):
     customer = signup()
-    customer_id = customer["customer"]["customer_id"]
-    response = customer_client(customer["api_key"]).get(f"/api/customers/{customer_id}")
+    response = customer.client.get(f"/api/customers/{customer.id}")
     assert response.status_code == 200
-    assert response.json()["customer"]["customer_id"] == customer_id
+    assert response.json()["customer"]["customer_id"] == customer.id
 
 
 @pytest.mark.parametrize(
@@ -103,86 +100,62 @@ def test_customer_key_reads_its_own_customer(signup):
 )
 def test_customer_key_gets_404_for_another_customer(signup, path):
     alice, bob = signup(), signup()
-    response = customer_client(alice["api_key"]).get(path.format(id=bob["customer"]["customer_id"]))
+    response = alice.client.get(path.format(id=bob.id))
     assert response.status_code == 404
     assert response.json()["error"] == "Not found"
-    assert bob["customer"]["email"] not in response.content.decode()
+    assert bob.email not in response.content.decode()
 
 
 def test_customer_key_cannot_revoke_another_customers_key(signup):
     alice, bob = signup(), signup()
-    bob_id = bob["customer"]["customer_id"]
-    bob_prefix = bob["api_key"].rsplit("_", 1)[0]
-    response = customer_client(alice["api_key"]).delete(
-        f"/api/customers/{bob_id}/api-keys/{bob_prefix}"
-    )
+    bob_prefix = bob.key.rsplit("_", 1)[0]
+    response = alice.client.delete(f"/api/customers/{bob.id}/api-keys/{bob_prefix}")
     assert response.status_code == 404
-    assert customer_client(bob["api_key"]).get(f"/api/customers/{bob_id}").status_code == 200
+    assert bob.client.get(f"/api/customers/{bob.id}").status_code == 200
 
 
 def test_invalid_and_revoked_customer_keys_are_401(signup):
     customer = signup()
-    customer_id = customer["customer"]["customer_id"]
-    assert customer_client("ik_nope_nope").get(f"/api/customers/{customer_id}").status_code == 401
+    assert customer_client("ik_nope_nope").get(f"/api/customers/{customer.id}").status_code == 401
     # a key with the right prefix but a wrong secret
-    forged = customer["api_key"][:-4] + "abcd"
-    assert customer_client(forged).get(f"/api/customers/{customer_id}").status_code == 401
-    own = customer_client(customer["api_key"])
-    prefix = customer["api_key"].rsplit("_", 1)[0]
-    assert own.delete(f"/api/customers/{customer_id}/api-keys/{prefix}").status_code == 200
-    assert own.get(f"/api/customers/{customer_id}").status_code == 401
+    forged = customer.key[:-4] + "abcd"
+    assert customer_client(forged).get(f"/api/customers/{customer.id}").status_code == 401
+    own = customer.client
+    prefix = customer.key.rsplit("_", 1)[0]
+    assert own.delete(f"/api/customers/{customer.id}/api-keys/{prefix}").status_code == 200
+    assert own.get(f"/api/customers/{customer.id}").status_code == 401
 
 
 def test_rotation_issues_a_working_key_and_kills_the_old(signup):
     customer = signup()
-    customer_id = customer["customer"]["customer_id"]
-    old = customer_client(customer["api_key"])
-    response = old.post(f"/api/customers/{customer_id}/api-keys/rotate", {}, format="json")
+    old = customer.client
+    response = old.post(f"/api/customers/{customer.id}/api-keys/rotate", {}, format="json")
     assert response.status_code == 201
     new_key = response.json()["api_key"]
-    assert new_key != customer["api_key"]
-    assert customer_client(new_key).get(f"/api/customers/{customer_id}").status_code == 200
-    assert old.get(f"/api/customers/{customer_id}").status_code == 401
+    assert new_key != customer.key
+    assert customer_client(new_key).get(f"/api/customers/{customer.id}").status_code == 200
+    assert old.get(f"/api/customers/{customer.id}").status_code == 401
 
 
-def _signed(payload: bytes, secret: str) -> str:
-    timestamp = int(time.time())
-    signature = hmac.new(
-        secret.encode(), f"{timestamp}.{payload.decode()}".encode(), hashlib.sha256
-    ).hexdigest()
-    return f"t={timestamp},v1={signature}"
-
-
+@pytest.mark.parametrize("principal", ["staff", "customer"])
 def test_webhook_refuses_staff_and_customer_credentials_without_signature(
-    staff_client, signup, settings
+    staff_client, signup, settings, principal
 ):
     settings.STRIPE_WEBHOOK_SECRETS = [WEBHOOK_SECRET]
     customer = signup()
+    client = {"staff": staff_client, "customer": customer.client}[principal]
     payload = json.dumps({"id": "evt_1", "type": "invoice.paid", "created": 1}).encode()
-    for client in (staff_client, customer_client(customer["api_key"])):
-        response = client.post(
-            "/api/webhooks/stripe", data=payload, content_type="application/json"
-        )
-        assert response.status_code == 400
-        assert response.json()["error"] == "Invalid signature"
+    response = client.post("/api/webhooks/stripe", data=payload, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"] == "Invalid signature"
 
 
 def test_webhook_accepts_a_stripe_signature_once_per_event(api_client, settings):
     settings.STRIPE_WEBHOOK_SECRETS = ["whsec_old", WEBHOOK_SECRET]
-    payload = json.dumps({"id": "evt_2", "type": "invoice.paid", "created": 1}).encode()
-    header = _signed(payload, WEBHOOK_SECRET)
-    first = api_client.post(
-        "/api/webhooks/stripe",
-        data=payload,
-        content_type="application/json",
-        HTTP_STRIPE_SIGNATURE=header,
-    )
-    second = api_client.post(
-        "/api/webhooks/stripe",
-        data=payload,
-        content_type="application/json",
-        HTTP_STRIPE_SIGNATURE=header,
-    )
+    event = {"id": "evt_2", "type": "invoice.paid", "created": 1}
+    signed_at = int(time.time())
+    first = post_signed_webhook(api_client, event, secret=WEBHOOK_SECRET, timestamp=signed_at)
+    second = post_signed_webhook(api_client, event, secret=WEBHOOK_SECRET, timestamp=signed_at)
     assert first.status_code == 200
     assert first.json()["duplicate"] is False
     assert second.status_code == 200
@@ -191,18 +164,13 @@ def test_webhook_accepts_a_stripe_signature_once_per_event(api_client, settings)
 
 def test_webhook_refuses_a_bad_signature(api_client, settings):
     settings.STRIPE_WEBHOOK_SECRETS = [WEBHOOK_SECRET]
-    payload = json.dumps({"id": "evt_3", "type": "invoice.paid"}).encode()
-    response = api_client.post(
-        "/api/webhooks/stripe",
-        data=payload,
-        content_type="application/json",
-        HTTP_STRIPE_SIGNATURE=_signed(payload, "whsec_someone_else"),
-    )
+    event = {"id": "evt_3", "type": "invoice.paid"}
+    response = post_signed_webhook(api_client, event, secret="whsec_someone_else")
     assert response.status_code == 400
 
 
 def test_stripe_signature_is_not_a_credential_for_staff_endpoints(api_client, settings):
     settings.STRIPE_WEBHOOK_SECRETS = [WEBHOOK_SECRET]
-    header = _signed(b"{}", WEBHOOK_SECRET)
+    header = sign_payload(b"{}", WEBHOOK_SECRET)
     response = api_client.get("/api/customers", HTTP_STRIPE_SIGNATURE=header)
     assert response.status_code == 401

@@ -85,16 +85,11 @@ def test_public_endpoint_is_throttled_per_ip_with_retry_after(api_client, settin
 
 
 def test_customer_rate_limit_is_per_customer(signup, settings):
-    from tests.conftest import customer_client
-
     alice, bob = signup(), signup()
     settings.RATE_LIMIT_CUSTOMER = "2/h"
-    alice_client = customer_client(alice["api_key"])
-    alice_id = alice["customer"]["customer_id"]
-    codes = [alice_client.get(f"/api/licenses/{alice_id}").status_code for _ in range(3)]
+    codes = [alice.client.get(f"/api/licenses/{alice.id}").status_code for _ in range(3)]
     assert codes == [200, 200, 429]
-    bob_id = bob["customer"]["customer_id"]
-    assert customer_client(bob["api_key"]).get(f"/api/licenses/{bob_id}").status_code == 200
+    assert bob.client.get(f"/api/licenses/{bob.id}").status_code == 200
 
 
 def _run_django(env_overrides: dict, *args: str) -> subprocess.CompletedProcess:

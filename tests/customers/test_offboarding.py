@@ -12,8 +12,7 @@ from django.utils import timezone
 from customers.models import AuditLog, CleanupRecord, Customer, Deactivation, DeletedCustomer
 from lifecycle.deletion import cleanup_execute_due
 from subscriptions.models import Refund, Subscription
-from tests.conftest import customer_client
-from tests.stripe_helpers import paid_customer
+from tests.helpers import paid_customer
 
 
 def _deactivate(staff_client, customer_id, **fields):
@@ -25,8 +24,8 @@ def _deactivate(staff_client, customer_id, **fields):
 @pytest.mark.django_db
 def test_trial_customer_deactivate_scheduled_then_reactivate(staff_client, signup):
     # given a trial customer
-    body = signup()
-    customer_id = body["customer"]["customer_id"]
+    trial = signup()
+    customer_id = trial.id
 
     # when staff deactivates with a 30-day retention
     response = _deactivate(staff_client, customer_id, retention_days=30)
@@ -50,7 +49,7 @@ def test_trial_customer_deactivate_scheduled_then_reactivate(staff_client, signu
     record = CleanupRecord.objects.get(customer=customer)
     assert (record.namespace, record.status) == (customer.namespace, "scheduled")
 
-    own = customer_client(body["api_key"])
+    own = trial.client
     assert own.get(f"/api/customers/{customer_id}").status_code == 200  # reads still work
     rotate = own.post(f"/api/customers/{customer_id}/api-keys/rotate", {}, format="json")
     assert rotate.status_code == 403  # writes do not
@@ -94,8 +93,7 @@ def test_trial_customer_deactivate_scheduled_then_reactivate(staff_client, signu
 
 @pytest.mark.django_db
 def test_reactivation_after_the_window_is_410(staff_client, signup):
-    body = signup()
-    customer_id = body["customer"]["customer_id"]
+    customer_id = signup().id
     _deactivate(staff_client, customer_id, retention_days=0)
     response = staff_client.post(
         "/api/subscriptions/reactivate", {"customer_id": customer_id}, format="json"
@@ -112,11 +110,9 @@ def test_reactivation_after_the_window_is_410(staff_client, signup):
 
 @pytest.mark.django_db
 def test_deactivation_is_staff_only(signup):
-    body = signup()
-    response = customer_client(body["api_key"]).post(
-        "/api/subscriptions/deactivate",
-        {"customer_id": body["customer"]["customer_id"]},
-        format="json",
+    customer = signup()
+    response = customer.client.post(
+        "/api/subscriptions/deactivate", {"customer_id": customer.id}, format="json"
     )
     assert response.status_code == 403
 
@@ -124,8 +120,7 @@ def test_deactivation_is_staff_only(signup):
 @pytest.mark.django_db
 def test_deletion_leaves_only_the_anonymised_record(staff_client, signup):
     # given a customer with history in every app, deactivated with no retention
-    body = signup(email="gone@example.com", company_name="Gone Ltd")
-    customer_id = body["customer"]["customer_id"]
+    customer_id = signup(email="gone@example.com", company_name="Gone Ltd").id
     staff_client.get(f"/api/licenses/{customer_id}")
     _deactivate(staff_client, customer_id, retention_days=0)
 
@@ -154,7 +149,7 @@ def test_deletion_leaves_only_the_anonymised_record(staff_client, signup):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_concurrent_sweeps_delete_each_customer_once(signup, staff_client):
-    ids = [signup()["customer"]["customer_id"] for _ in range(4)]
+    ids = [signup().id for _ in range(4)]
     for customer_id in ids:
         _deactivate(staff_client, customer_id, retention_days=0)
     barrier = threading.Barrier(2)
@@ -181,8 +176,7 @@ def test_two_concurrent_sweeps_delete_each_customer_once(signup, staff_client):
 
 @pytest.mark.django_db
 def test_sweep_leaves_customers_inside_their_window(staff_client, signup):
-    body = signup()
-    _deactivate(staff_client, body["customer"]["customer_id"], retention_days=30)
+    _deactivate(staff_client, signup().id, retention_days=30)
     assert cleanup_execute_due() == 0
     in_31_days = timezone.now() + timedelta(days=31)
     assert cleanup_execute_due(now=in_31_days) == 1
@@ -190,16 +184,14 @@ def test_sweep_leaves_customers_inside_their_window(staff_client, signup):
 
 @pytest.mark.django_db
 def test_execute_deletions_command(staff_client, signup, capsys):
-    body = signup()
-    _deactivate(staff_client, body["customer"]["customer_id"], retention_days=0)
+    _deactivate(staff_client, signup().id, retention_days=0)
     call_command("execute_deletions")
     assert "Deleted 1 customers" in capsys.readouterr().out
 
 
 def test_paid_deactivation_with_failed_refund_completes_on_rerun(signup, stripe_sim, staff_client):
     # given a paying customer, and Stripe failing the refund once
-    body, _ = paid_customer(signup, stripe_sim, days_ago=10 - 1 / 24)
-    customer_id = body["customer"]["customer_id"]
+    customer_id = paid_customer(signup, stripe_sim, days_ago=10 - 1 / 24).id
     stripe_sim.fail_next("/v1/refunds", status=500, method="POST")
 
     # when deactivating with a refund: the cancellation happens, the refund fails
@@ -231,11 +223,11 @@ def test_paid_deactivation_with_failed_refund_completes_on_rerun(signup, stripe_
 
 
 def test_emails_render_with_real_values(signup, stripe_sim, staff_client):
-    body, client = paid_customer(signup, stripe_sim, days_ago=10 - 1 / 24)
-    customer_id = body["customer"]["customer_id"]
+    paid = paid_customer(signup, stripe_sim, days_ago=10 - 1 / 24)
+    customer_id = paid.id
     mail.outbox.clear()
 
-    client.post(
+    paid.client.post(
         "/api/subscriptions/cancel-at-period-end", {"customer_id": customer_id}, format="json"
     )
     graceful = mail.outbox[-1]
@@ -261,7 +253,7 @@ def test_emails_render_with_real_values(signup, stripe_sim, staff_client):
     deactivation = mail.outbox[-1]
     assert deactivation.subject == "Your Iotistic account has been deactivated"
     assert customer_id in deactivation.body
-    assert deactivation.to == [body["customer"]["email"]]
+    assert deactivation.to == [paid.email]
 
     staff_client.post("/api/subscriptions/reactivate", {"customer_id": customer_id}, format="json")
     welcome = mail.outbox[-1]
@@ -272,8 +264,7 @@ def test_emails_render_with_real_values(signup, stripe_sim, staff_client):
 
 @pytest.mark.django_db
 def test_customer_command_deactivate(signup, capsys):
-    body = signup()
-    customer_id = body["customer"]["customer_id"]
+    customer_id = signup().id
     call_command("customer", "deactivate", "--id", customer_id, "--retention-days", "7")
     assert "deactivated" in capsys.readouterr().out
     customer = Customer.objects.get(customer_id=customer_id)
@@ -282,8 +273,7 @@ def test_customer_command_deactivate(signup, capsys):
 
 @pytest.mark.django_db
 def test_audit_log_is_read_only_and_filterable_in_admin(client, django_user_model, signup):
-    body = signup()
-    customer_id = body["customer"]["customer_id"]
+    customer_id = signup().id
     user = django_user_model.objects.create_superuser("boss", "b@example.com", "pw-" + "x" * 10)
     client.force_login(user)
     page = client.get(f"/admin/customers/auditlog/?customer__customer_id={customer_id}")
@@ -298,8 +288,7 @@ def test_audit_log_is_read_only_and_filterable_in_admin(client, django_user_mode
 
 
 def test_deactivation_with_an_unpayable_refund_still_completes(signup, stripe_sim, staff_client):
-    body, _ = paid_customer(signup, stripe_sim)  # 9900 paid
-    customer_id = body["customer"]["customer_id"]
+    customer_id = paid_customer(signup, stripe_sim).id  # 9900 paid
     response = _deactivate(
         staff_client, customer_id, issue_refund=True, refund_amount=50_000, retention_days=30
     )
@@ -317,17 +306,16 @@ def test_deactivation_with_an_unpayable_refund_still_completes(signup, stripe_si
 @pytest.mark.django_db
 def test_sweep_survives_a_record_whose_customer_was_removed(staff_client, signup):
     first, second = signup(), signup()
-    for body in (first, second):
-        _deactivate(staff_client, body["customer"]["customer_id"], retention_days=0)
-    Customer.objects.get(customer_id=first["customer"]["customer_id"]).delete()
+    for customer in (first, second):
+        _deactivate(staff_client, customer.id, retention_days=0)
+    Customer.objects.get(customer_id=first.id).delete()
     assert cleanup_execute_due() == 2
     assert not Customer.objects.exists()
     assert set(CleanupRecord.objects.values_list("status", flat=True)) == {"executed"}
 
 
 def test_deletion_cancels_a_live_stripe_subscription(signup, stripe_sim, staff_client):
-    body, _ = paid_customer(signup, stripe_sim)
-    customer_id = body["customer"]["customer_id"]
+    customer_id = paid_customer(signup, stripe_sim).id
     sub_id = Subscription.objects.get(customer__customer_id=customer_id).stripe_subscription_id
     _deactivate(staff_client, customer_id, cancel_subscription=False, retention_days=0)
     assert stripe_sim.get(sub_id)["status"] == "active"

@@ -8,13 +8,12 @@ from customers.models import Customer, CustomerApiKey
 from deployments.models import Deployment
 from licensing.models import LicenseHistory
 from subscriptions.models import Subscription
-from tests.conftest import customer_client
 
 pytestmark = pytest.mark.django_db
 
 
 def test_signup_returns_the_guides_shape(signup, settings):
-    body = signup(email="Owner@Example.com", company_name="Acme Corp", full_name="John Doe")
+    body = signup(email="Owner@Example.com", company_name="Acme Corp", full_name="John Doe").body
 
     assert set(body) == {"customer", "subscription", "license", "deployment", "api_key"}
     customer = body["customer"]
@@ -36,8 +35,8 @@ def test_signup_returns_the_guides_shape(signup, settings):
 
 
 def test_signup_writes_every_row_with_secrets_hashed(signup, settings):
-    body = signup(password="SecurePass123")
-    customer = Customer.objects.get(customer_id=body["customer"]["customer_id"])
+    signed_up = signup(password="SecurePass123")
+    customer = Customer.objects.get(customer_id=signed_up.id)
 
     assert check_password("SecurePass123", customer.password)
     assert "SecurePass123" not in customer.password
@@ -45,8 +44,8 @@ def test_signup_writes_every_row_with_secrets_hashed(signup, settings):
     trial_days = (subscription.trial_ends_at - customer.created_at).days
     assert trial_days in (settings.DEFAULT_TRIAL_DAYS - 1, settings.DEFAULT_TRIAL_DAYS)
     api_key = CustomerApiKey.objects.get(customer=customer)
-    assert body["api_key"] not in (api_key.key_hash, api_key.prefix)
-    assert body["api_key"].startswith(api_key.prefix + "_")
+    assert signed_up.key not in (api_key.key_hash, api_key.prefix)
+    assert signed_up.key.startswith(api_key.prefix + "_")
     assert Deployment.objects.get(customer=customer).status == Deployment.Status.QUEUED
     assert LicenseHistory.objects.filter(customer=customer, action="generated").count() == 1
 
@@ -145,8 +144,7 @@ def test_list_pages_with_page_and_limit(staff_client, signup):
 
 
 def test_get_customer_has_the_guides_fields(staff_client, signup):
-    body = signup()
-    customer_id = body["customer"]["customer_id"]
+    customer_id = signup().id
     response = staff_client.get(f"/api/customers/{customer_id}")
     assert response.status_code == 200
     customer = response.json()["customer"]
@@ -161,11 +159,10 @@ def test_get_unknown_customer_is_404(staff_client):
 
 
 def test_api_key_list_shows_prefixes_never_secrets(signup):
-    body = signup()
-    customer_id = body["customer"]["customer_id"]
-    response = customer_client(body["api_key"]).get(f"/api/customers/{customer_id}/api-keys")
+    customer = signup()
+    response = customer.client.get(f"/api/customers/{customer.id}/api-keys")
     assert response.status_code == 200
     keys = response.json()["api_keys"]
     assert len(keys) == 1
-    assert body["api_key"].startswith(keys[0]["prefix"])
-    assert body["api_key"] not in response.content.decode()
+    assert customer.key.startswith(keys[0]["prefix"])
+    assert customer.key not in response.content.decode()

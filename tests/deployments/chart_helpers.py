@@ -6,8 +6,8 @@ manifest is then checked with kubernetes-validate in strict mode (unknown fields
 errors) against the newest Kubernetes schemas it ships. Nothing touches a cluster or the
 network.
 
-The `assert_*` helpers and `find` assert; the test modules register this module for
-pytest's assertion rewriting, so their failures show the compared values.
+The `assert_*` helpers and `find` assert; tests/deployments/conftest.py registers this module
+for pytest's assertion rewriting, so their failures show the compared values.
 """
 
 import base64

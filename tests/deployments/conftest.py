@@ -34,6 +34,10 @@ from tests.deployments.support import (
     wait_for,
 )
 
+# chart_helpers asserts: let pytest rewrite it, so its failures show the compared values.
+# This conftest is imported before the test_chart_* modules, so before chart_helpers is.
+pytest.register_assert_rewrite("tests.deployments.chart_helpers")
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

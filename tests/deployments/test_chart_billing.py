@@ -4,10 +4,7 @@ linted and rendered by Helm, validated against Kubernetes."""
 import helm_python as helm
 import pytest
 
-# chart_helpers asserts: let pytest rewrite it, so its failures show the compared values.
-pytest.register_assert_rewrite("tests.deployments.chart_helpers")
-
-from tests.deployments.chart_helpers import (  # noqa: E402
+from tests.deployments.chart_helpers import (
     CHARTS_DIR,
     WORKLOAD_KINDS,
     assert_references_resolve,

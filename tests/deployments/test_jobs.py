@@ -11,7 +11,6 @@ from customers.models import Customer
 from deployments import runs, services, tasks
 from deployments.models import Deployment
 from licensing.services import license_revoke
-from tests.conftest import customer_client
 from tests.deployments.support import celery_publishing_to, free_port
 
 pytestmark = pytest.mark.django_db
@@ -23,8 +22,8 @@ def signed_up(signup, django_capture_on_commit_callbacks):
 
     def _signed_up(**overrides) -> Deployment:
         with django_capture_on_commit_callbacks(execute=True):
-            body = signup(**overrides)
-        return Deployment.objects.get(customer__customer_id=body["customer"]["customer_id"])
+            customer = signup(**overrides)
+        return Deployment.objects.get(customer__customer_id=customer.id)
 
     return _signed_up
 
@@ -49,10 +48,10 @@ def test_signup_deployment_reaches_deployed_in_process(signed_up):
 
 def test_deployment_queue_enqueues_only_after_commit(signup):
     # given a signup whose transaction's on-commit callbacks never run (test transaction)
-    body = signup()
+    customer = signup()
 
     # then the record is there, queued, and no job ran
-    deployment = Deployment.objects.get(customer__customer_id=body["customer"]["customer_id"])
+    deployment = Deployment.objects.get(customer__customer_id=customer.id)
     assert (deployment.status, deployment.attempts) == (Deployment.Status.QUEUED, 0)
 
 
@@ -150,8 +149,7 @@ def test_deployment_deploy_task_run_twice_changes_nothing(signed_up):
 def test_duplicate_message_is_ignored_while_a_run_is_live_but_a_redelivery_takes_over(
     signup,
 ):
-    body = signup()
-    deployment = Deployment.objects.get(customer__customer_id=body["customer"]["customer_id"])
+    deployment = Deployment.objects.get(customer__customer_id=signup().id)
     Deployment.objects.filter(pk=deployment.pk).update(status="deploying", attempts=1)
 
     # a second copy of the message, while the first run is alive (fresh heartbeat)
@@ -171,8 +169,7 @@ def test_duplicate_message_is_ignored_while_a_run_is_live_but_a_redelivery_takes
 
 def test_job_that_keeps_dying_ends_failed_by_the_attempt_cap_on_the_record(signup):
     # given runs that died without reporting until the cap was used up
-    body = signup()
-    deployment = Deployment.objects.get(customer__customer_id=body["customer"]["customer_id"])
+    deployment = Deployment.objects.get(customer__customer_id=signup().id)
     Deployment.objects.filter(pk=deployment.pk).update(status="deploying", attempts=3)
 
     # when the broker delivers the message once more
@@ -193,8 +190,7 @@ def test_superseded_run_stops_and_leaves_the_new_job_in_charge(
     signup, django_capture_on_commit_callbacks
 ):
     # given a run in progress
-    body = signup()
-    deployment = Deployment.objects.get(customer__customer_id=body["customer"]["customer_id"])
+    deployment = Deployment.objects.get(customer__customer_id=signup().id)
     old_task_id = deployment.celery_task_id
 
     def redeploy_meanwhile(percent, step):
@@ -274,8 +270,7 @@ def test_deployment_schedule_delete_deletes_the_instance_once(
 
 
 def test_deployment_redeploy_is_refused_while_deleting(signup):
-    body = signup()
-    customer = Customer.objects.get(customer_id=body["customer"]["customer_id"])
+    customer = Customer.objects.get(customer_id=signup().id)
     services.deployment_schedule_delete(customer=customer)
 
     with pytest.raises(ApplicationError) as refused:
@@ -285,8 +280,7 @@ def test_deployment_redeploy_is_refused_while_deleting(signup):
 
 
 def test_deployment_delete_now_deletes_and_retires_queued_jobs(signup):
-    body = signup()
-    deployment = Deployment.objects.get(customer__customer_id=body["customer"]["customer_id"])
+    deployment = Deployment.objects.get(customer__customer_id=signup().id)
     queued_task_id = deployment.celery_task_id
 
     services.deployment_delete_now(namespace=deployment.namespace)
@@ -299,8 +293,8 @@ def test_deployment_delete_now_deletes_and_retires_queued_jobs(signup):
 
 def test_sweep_republishes_a_job_whose_enqueue_was_lost(signup, django_capture_on_commit_callbacks):
     # given two queued records whose publish never happened, one of them for a while
-    lost = Deployment.objects.get(customer__customer_id=signup()["customer"]["customer_id"])
-    recent = Deployment.objects.get(customer__customer_id=signup()["customer"]["customer_id"])
+    lost = Deployment.objects.get(customer__customer_id=signup().id)
+    recent = Deployment.objects.get(customer__customer_id=signup().id)
     _age(lost, runs.queued_stale_after().total_seconds() + 5)
 
     # when the sweep runs
@@ -318,8 +312,7 @@ def test_sweep_restarts_a_run_that_stopped_reporting_under_a_new_task_id(
     signup, django_capture_on_commit_callbacks
 ):
     # given a run whose worker vanished: deploying, no heartbeat since long
-    body = signup()
-    deployment = Deployment.objects.get(customer__customer_id=body["customer"]["customer_id"])
+    deployment = Deployment.objects.get(customer__customer_id=signup().id)
     dead_task_id = deployment.celery_task_id
     Deployment.objects.filter(pk=deployment.pk).update(status="deploying", attempts=1)
     _age(deployment, runs.running_stale_after().total_seconds() + 5)
@@ -343,10 +336,10 @@ def test_signup_succeeds_while_the_broker_is_down_and_the_sweep_catches_up(
         celery_publishing_to(f"redis://127.0.0.1:{free_port()}/0", "billing-test-down"),
         django_capture_on_commit_callbacks(execute=True),
     ):
-        body = signup()
+        customer = signup()
 
     # then the signup answered 201 and the record waits, queued: it is the outbox
-    deployment = Deployment.objects.get(customer__customer_id=body["customer"]["customer_id"])
+    deployment = Deployment.objects.get(customer__customer_id=customer.id)
     assert deployment.status == "queued"
 
     # when the sweep runs once the broker is back (here: tasks in-process)
@@ -358,10 +351,10 @@ def test_signup_succeeds_while_the_broker_is_down_and_the_sweep_catches_up(
 
 
 def test_queue_stats_is_staff_only(api_client, staff_client, signup):
-    body = signup()
+    customer = signup()
 
     assert api_client.get("/api/queue/stats").status_code == 401
-    assert customer_client(body["api_key"]).get("/api/queue/stats").status_code == 403
+    assert customer.client.get("/api/queue/stats").status_code == 403
     assert staff_client.get("/api/queue/stats").status_code == 200
 
 

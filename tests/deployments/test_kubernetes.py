@@ -27,10 +27,8 @@ def core(cluster):
 def deployed(signup, django_capture_on_commit_callbacks, cluster):
     def _deployed(**overrides) -> Deployment:
         with django_capture_on_commit_callbacks(execute=True):
-            body = signup(**overrides)
-        return Deployment.objects.select_related("customer").get(
-            customer__customer_id=body["customer"]["customer_id"]
-        )
+            customer = signup(**overrides)
+        return Deployment.objects.select_related("customer").get(customer__customer_id=customer.id)
 
     return _deployed
 

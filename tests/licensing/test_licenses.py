@@ -7,7 +7,6 @@ from django.core.management import call_command
 from core.plans import PLANS, UNLIMITED
 from licensing import verify
 from licensing.models import LicenseHistory
-from tests.conftest import customer_client
 from tests.factories import SubscriptionFactory
 
 pytestmark = pytest.mark.django_db
@@ -20,15 +19,15 @@ def _keys_from_api(api_client):
 
 
 def test_signup_license_verifies_with_pem_and_jwks_and_matches_the_trial_plan(signup, api_client):
-    body = signup(company_name="Acme Corp")
-    token = body["license"]["jwt"]
+    customer = signup(company_name="Acme Corp")
+    token = customer.license
     pem_keys, jwks_keys = _keys_from_api(api_client)
     assert pem_keys.keys() == jwks_keys.keys()
 
     for keys in (pem_keys, jwks_keys):
         claims = verify.verify_license(token, keys)
-        assert claims["customerId"] == body["customer"]["customer_id"]
-        assert claims["sub"] == body["customer"]["customer_id"]
+        assert claims["customerId"] == customer.id
+        assert claims["sub"] == customer.id
         assert claims["customerName"] == "Acme Corp"
         assert claims["plan"] == "trial"
         assert claims["features"] == PLANS["trial"].features_dict()
@@ -87,20 +86,18 @@ def test_enterprise_unlimited_is_minus_one(staff_client):
 
 
 def test_unchanged_license_is_not_resigned(signup, staff_client):
-    body = signup()
-    customer_id = body["customer"]["customer_id"]
-    first = staff_client.get(f"/api/licenses/{customer_id}").json()["license"]
-    second = staff_client.get(f"/api/licenses/{customer_id}").json()["license"]
-    assert first == second == body["license"]["jwt"]
-    assert LicenseHistory.objects.filter(customer__customer_id=customer_id).count() == 1
+    customer = signup()
+    first = staff_client.get(f"/api/licenses/{customer.id}").json()["license"]
+    second = staff_client.get(f"/api/licenses/{customer.id}").json()["license"]
+    assert first == second == customer.license
+    assert LicenseHistory.objects.filter(customer__customer_id=customer.id).count() == 1
 
 
 def test_plan_change_resigns_and_logs_upgrade_then_downgrade(signup, staff_client):
-    body = signup()
-    customer_id = body["customer"]["customer_id"]
-    call_command("customer", "upgrade", "--id", customer_id, "--plan", "professional")
-    call_command("customer", "upgrade", "--id", customer_id, "--plan", "starter")
-    history = staff_client.get(f"/api/licenses/{customer_id}/history").json()
+    customer = signup()
+    call_command("customer", "upgrade", "--id", customer.id, "--plan", "professional")
+    call_command("customer", "upgrade", "--id", customer.id, "--plan", "starter")
+    history = staff_client.get(f"/api/licenses/{customer.id}/history").json()
 
     actions = [(row["action"], row["plan"]) for row in history["history"]]
     assert actions == [
@@ -116,34 +113,32 @@ def test_plan_change_resigns_and_logs_upgrade_then_downgrade(signup, staff_clien
         "byAction": {"generated": 1, "upgraded": 1, "downgraded": 1},
         "byPlan": {"trial": 1, "professional": 1, "starter": 1},
     }
-    assert history["email"] == body["customer"]["email"]
+    assert history["email"] == customer.email
 
 
 def test_history_holds_hashes_never_tokens(signup, staff_client):
-    body = signup()
-    customer_id = body["customer"]["customer_id"]
-    token = body["license"]["jwt"]
-    row = LicenseHistory.objects.get(customer__customer_id=customer_id)
+    customer = signup()
+    token = customer.license
+    row = LicenseHistory.objects.get(customer__customer_id=customer.id)
     assert row.license_hash == hashlib.sha256(token.encode()).hexdigest()
     stored = " ".join(str(value) for value in LicenseHistory.objects.values_list())
     assert token not in stored
     assert token.split(".")[2] not in stored
-    response = staff_client.get(f"/api/licenses/{customer_id}/history")
+    response = staff_client.get(f"/api/licenses/{customer.id}/history")
     assert token not in response.content.decode()
 
 
 def test_revocation_refuses_fetches_and_is_listed(signup, staff_client, api_client):
-    body = signup()
-    customer_id = body["customer"]["customer_id"]
-    token = body["license"]["jwt"]
+    customer = signup()
+    token = customer.license
     response = staff_client.post(
-        f"/api/licenses/{customer_id}/revoke",
+        f"/api/licenses/{customer.id}/revoke",
         {"reason": "Customer requested cancellation"},
         format="json",
     )
     assert response.status_code == 200
 
-    refused = customer_client(body["api_key"]).get(f"/api/licenses/{customer_id}")
+    refused = customer.client.get(f"/api/licenses/{customer.id}")
     assert refused.status_code == 403
     assert refused.json()["error"] == "License revoked"
     assert "Customer requested cancellation" in refused.json()["message"]
@@ -159,7 +154,7 @@ def test_revocation_refuses_fetches_and_is_listed(signup, staff_client, api_clie
     assert fallback.plan == "unlicensed"
 
     again = staff_client.post(
-        f"/api/licenses/{customer_id}/revoke", {"reason": "twice"}, format="json"
+        f"/api/licenses/{customer.id}/revoke", {"reason": "twice"}, format="json"
     )
     assert again.json()["reason"] == "Customer requested cancellation"
     assert LicenseHistory.objects.filter(action="revoked").count() == 1
@@ -176,8 +171,8 @@ def test_revocation_list_is_not_a_license(api_client, signup):
 def test_rotation_keeps_old_licenses_valid_until_retired(
     signup, staff_client, api_client, settings
 ):
-    body = signup()
-    old_token = body["license"]["jwt"]
+    customer = signup()
+    old_token = customer.license
     old_kid = jwt.get_unverified_header(old_token)["kid"]
     call_command("rotate_license_key")
 
@@ -186,10 +181,9 @@ def test_rotation_keeps_old_licenses_valid_until_retired(
     assert len(kids) == 2
     assert old_kid in kids
     keys = verify.keys_from_jwks(jwks)
-    assert verify.verify_license(old_token, keys)["customerId"] == body["customer"]["customer_id"]
+    assert verify.verify_license(old_token, keys)["customerId"] == customer.id
 
-    customer_id = body["customer"]["customer_id"]
-    new_token = staff_client.get(f"/api/licenses/{customer_id}").json()["license"]
+    new_token = staff_client.get(f"/api/licenses/{customer.id}").json()["license"]
     new_kid = jwt.get_unverified_header(new_token)["kid"]
     assert new_kid != old_kid
     assert new_kid == kids[0]

@@ -156,18 +156,18 @@ def test_wrong_typ_is_rejected(key_pair):
         verify.verify_license(_token(private, typ="JWT"), verify.keys_from_pems([pem]))
 
 
-def test_no_or_bad_license_falls_back_to_unlicensed_mode(key_pair):
+@pytest.mark.parametrize("token", [None, "", "garbage"], ids=["none", "empty", "garbage"])
+def test_no_or_bad_license_falls_back_to_unlicensed_mode(key_pair, token):
     _, pem = key_pair
     keys = verify.keys_from_pems([pem])
-    for token in (None, "", "garbage"):
-        license_ = verify.effective_license(token, keys)
-        assert license_.licensed is False
-        assert license_.features["maxDevices"] == 2
-        assert license_.features["canExecuteJobs"] is True
-        assert license_.features["canScheduleJobs"] is False
-        assert license_.features["hasRemoteAccess"] is True
-        assert license_.features["hasOtaUpdates"] is False
-        assert license_.features["canExportData"] is False
+    license_ = verify.effective_license(token, keys)
+    assert license_.licensed is False
+    assert license_.features["maxDevices"] == 2
+    assert license_.features["canExecuteJobs"] is True
+    assert license_.features["canScheduleJobs"] is False
+    assert license_.features["hasRemoteAccess"] is True
+    assert license_.features["hasOtaUpdates"] is False
+    assert license_.features["canExportData"] is False
 
 
 def test_unlicensed_copy_matches_the_plan_catalogue():

@@ -3,6 +3,7 @@ the simulator sends signed webhooks to the live app server."""
 
 import json
 import threading
+import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -10,28 +11,26 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
-from rest_framework.test import APIClient
 
 from customers.models import Customer
 from deployments.models import Deployment
 from licensing.models import LicenseHistory, LicenseRevocation
 from lifecycle.entitlements import license_refresh
-from stripe_simulator import ApiError, sign_payload
+from stripe_simulator import ApiError
 from subscriptions.models import Refund, StripeEvent, Subscription
-from tests.conftest import ADMIN_TOKEN, WEBHOOK_SECRET, customer_client
-from tests.stripe_helpers import DAY, checkout, paid_customer
+from tests.helpers import DAY, checkout, paid_customer, post_signed_webhook, staff_api_client
 
 
 def test_signup_checkout_payment_webhook_upgrades_subscription_and_license(
     signup, stripe_sim, staff_client
 ):
     # given a new customer: signup created its Stripe customer
-    body = signup(company_name="Acme Corp")
-    customer_id = body["customer"]["customer_id"]
+    signed_up = signup(company_name="Acme Corp")
+    customer_id = signed_up.id
     customer = Customer.objects.get(customer_id=customer_id)
     assert customer.stripe_customer_id.startswith("cus_")
     assert stripe_sim.get(customer.stripe_customer_id)["metadata"]["customer_id"] == customer_id
-    client = customer_client(body["api_key"])
+    client = signed_up.client
 
     # when the customer checks out on the hosted page and pays with the test card
     session = checkout(client, customer_id, "professional")
@@ -58,7 +57,7 @@ def test_signup_checkout_payment_webhook_upgrades_subscription_and_license(
     assert subscription["status"] == "active"
     assert subscription["stripe_subscription_id"].startswith("sub_")
     license_body = client.get(f"/api/licenses/{customer_id}").json()
-    assert license_body["license"] != body["license"]["jwt"]
+    assert license_body["license"] != signed_up.license
     assert license_body["decoded"]["plan"] == "professional"
     assert license_body["decoded"]["features"]["maxDevices"] == 50
     assert (
@@ -76,40 +75,36 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def test_declined_card_changes_nothing(signup, stripe_sim):
-    body = signup()
-    customer_id = body["customer"]["customer_id"]
-    session = checkout(customer_client(body["api_key"]), customer_id)
+    customer = signup()
+    session = checkout(customer.client, customer.id)
     with pytest.raises(ApiError, match="declined"):
         stripe_sim.complete_checkout(session["session_id"], "4000000000000002")
     stripe_sim.wait_for_deliveries()
-    subscription = Subscription.objects.get(customer__customer_id=customer_id)
+    subscription = Subscription.objects.get(customer__customer_id=customer.id)
     assert (subscription.plan, subscription.status) == ("starter", "trialing")
     assert subscription.stripe_subscription_id == ""
 
 
 def test_checkout_of_another_customer_is_404_and_staff_may(signup, stripe_sim, staff_client):
     alice, bob = signup(), signup()
-    response = customer_client(alice["api_key"]).post(
-        "/api/subscriptions/checkout",
-        {"customer_id": bob["customer"]["customer_id"], "plan": "starter"},
-        format="json",
+    response = alice.client.post(
+        "/api/subscriptions/checkout", {"customer_id": bob.id, "plan": "starter"}, format="json"
     )
     assert response.status_code == 404
-    assert checkout(staff_client, bob["customer"]["customer_id"], "starter")["session_id"]
+    assert checkout(staff_client, bob.id, "starter")["session_id"]
 
 
 def test_upgrade_prorates_and_reissues_license(signup, stripe_sim):
     # given professional (9900) paid 10 days into a 30-day period (simulated clock)
-    body, client = paid_customer(signup, stripe_sim, "professional")
-    customer_id = body["customer"]["customer_id"]
+    customer = paid_customer(signup, stripe_sim, "professional")
     stripe_sim.advance_clock(10 * DAY)
-    deployment = Deployment.objects.get(customer__customer_id=customer_id)
+    deployment = Deployment.objects.get(customer__customer_id=customer.id)
     job_before = deployment.celery_task_id
 
     # when upgrading to enterprise (29900)
-    response = client.post(
+    response = customer.client.post(
         "/api/subscriptions/upgrade",
-        {"customer_id": customer_id, "new_plan": "enterprise"},
+        {"customer_id": customer.id, "new_plan": "enterprise"},
         format="json",
     )
     stripe_sim.wait_for_deliveries()
@@ -117,14 +112,14 @@ def test_upgrade_prorates_and_reissues_license(signup, stripe_sim):
     # then Stripe invoiced the proration: -9900×20/30 + 29900×20/30 = -6600 + 19933 = 13333
     assert response.status_code == 200, response.content
     assert response.json()["subscription"]["plan"] == "enterprise"
-    subscription = Subscription.objects.get(customer__customer_id=customer_id)
+    subscription = Subscription.objects.get(customer__customer_id=customer.id)
     invoice = stripe_sim.get(stripe_sim.get(subscription.stripe_subscription_id)["latest_invoice"])
     assert invoice["amount_paid"] == 13333
-    decoded = client.get(f"/api/licenses/{customer_id}").json()["decoded"]
+    decoded = customer.client.get(f"/api/licenses/{customer.id}").json()["decoded"]
     assert decoded["plan"] == "enterprise"
     assert decoded["features"]["maxDevices"] == -1
     actions = list(
-        LicenseHistory.objects.filter(customer__customer_id=customer_id).values_list(
+        LicenseHistory.objects.filter(customer__customer_id=customer.id).values_list(
             "action", "plan"
         )
     )
@@ -134,19 +129,19 @@ def test_upgrade_prorates_and_reissues_license(signup, stripe_sim):
     assert deployment.celery_task_id != job_before
     assert deployment.status == "deployed"
     # a retry of the same upgrade is refused, not charged twice
-    again = client.post(
+    again = customer.client.post(
         "/api/subscriptions/upgrade",
-        {"customer_id": customer_id, "new_plan": "enterprise"},
+        {"customer_id": customer.id, "new_plan": "enterprise"},
         format="json",
     )
     assert again.status_code == 409
 
 
 def test_upgrade_on_trial_is_409(signup, stripe_sim):
-    body = signup()
-    response = customer_client(body["api_key"]).post(
+    customer = signup()
+    response = customer.client.post(
         "/api/subscriptions/upgrade",
-        {"customer_id": body["customer"]["customer_id"], "new_plan": "enterprise"},
+        {"customer_id": customer.id, "new_plan": "enterprise"},
         format="json",
     )
     assert response.status_code == 409
@@ -154,24 +149,25 @@ def test_upgrade_on_trial_is_409(signup, stripe_sim):
 
 
 def test_cancel_at_period_end_and_keep(signup, stripe_sim):
-    body, client = paid_customer(signup, stripe_sim)
-    customer_id = body["customer"]["customer_id"]
+    customer = paid_customer(signup, stripe_sim)
 
-    response = client.post(
-        "/api/subscriptions/cancel-at-period-end", {"customer_id": customer_id}, format="json"
+    response = customer.client.post(
+        "/api/subscriptions/cancel-at-period-end", {"customer_id": customer.id}, format="json"
     )
     assert response.json()["message"] == "Subscription will cancel at period end"
     assert response.json()["subscription"]["cancel_at_period_end"] is True
     assert response.json()["subscription"]["status"] == "active"
-    subscription = Subscription.objects.get(customer__customer_id=customer_id)
+    subscription = Subscription.objects.get(customer__customer_id=customer.id)
     assert stripe_sim.get(subscription.stripe_subscription_id)["cancel_at_period_end"] is True
 
-    kept = client.post("/api/subscriptions/keep", {"customer_id": customer_id}, format="json")
+    kept = customer.client.post(
+        "/api/subscriptions/keep", {"customer_id": customer.id}, format="json"
+    )
     assert kept.json()["subscription"]["cancel_at_period_end"] is False
     assert stripe_sim.get(subscription.stripe_subscription_id)["cancel_at_period_end"] is False
     # and cancelling again works (a new Stripe idempotency key, not a replay of the first)
-    client.post(
-        "/api/subscriptions/cancel-at-period-end", {"customer_id": customer_id}, format="json"
+    customer.client.post(
+        "/api/subscriptions/cancel-at-period-end", {"customer_id": customer.id}, format="json"
     )
     stripe_sim.wait_for_deliveries()
     assert stripe_sim.get(subscription.stripe_subscription_id)["cancel_at_period_end"] is True
@@ -180,41 +176,40 @@ def test_cancel_at_period_end_and_keep(signup, stripe_sim):
 
 
 def test_legacy_cancel_ends_access_now(signup, stripe_sim):
-    body, client = paid_customer(signup, stripe_sim)
-    customer_id = body["customer"]["customer_id"]
-    response = client.post("/api/subscriptions/cancel", {"customer_id": customer_id}, format="json")
+    customer = paid_customer(signup, stripe_sim)
+    response = customer.client.post(
+        "/api/subscriptions/cancel", {"customer_id": customer.id}, format="json"
+    )
     stripe_sim.wait_for_deliveries()
     assert response.json()["subscription"]["status"] == "canceled"
-    assert client.get(f"/api/licenses/{customer_id}").status_code == 403
+    assert customer.client.get(f"/api/licenses/{customer.id}").status_code == 403
     assert (
-        client.post(
-            "/api/subscriptions/cancel", {"customer_id": customer_id}, format="json"
+        customer.client.post(
+            "/api/subscriptions/cancel", {"customer_id": customer.id}, format="json"
         ).status_code
         == 200
     )
     assert Refund.objects.count() == 0
     # a staff revocation replaces the automatic one, so a later payment does not lift it
-    staff = APIClient()
-    staff.credentials(HTTP_AUTHORIZATION=f"Bearer {ADMIN_TOKEN}")
-    revoked = staff.post(f"/api/licenses/{customer_id}/revoke", {"reason": "fraud"}, format="json")
+    staff = staff_api_client()
+    revoked = staff.post(f"/api/licenses/{customer.id}/revoke", {"reason": "fraud"}, format="json")
     assert revoked.json()["reason"] == "fraud"
-    subscription = Subscription.objects.get(customer__customer_id=customer_id)
+    subscription = Subscription.objects.get(customer__customer_id=customer.id)
     subscription.status = "active"
     subscription.save()
     license_refresh(customer=subscription.customer, reason="test")
-    assert LicenseRevocation.objects.get(customer__customer_id=customer_id).reason == "fraud"
-    assert client.get(f"/api/licenses/{customer_id}").status_code == 403
+    assert LicenseRevocation.objects.get(customer__customer_id=customer.id).reason == "fraud"
+    assert customer.client.get(f"/api/licenses/{customer.id}").status_code == 403
 
 
 def test_cancel_immediate_with_prorated_refund(signup, stripe_sim, staff_client):
     # given 9900 paid, 9 days 23 hours into a 30-day period: 10 started days are used
-    body, client = paid_customer(signup, stripe_sim, days_ago=10 - 1 / 24)
-    customer_id = body["customer"]["customer_id"]
+    customer = paid_customer(signup, stripe_sim, days_ago=10 - 1 / 24)
 
     # a customer key may cancel but not refund
-    refused = client.post(
+    refused = customer.client.post(
         "/api/subscriptions/cancel-immediate",
-        {"customer_id": customer_id, "issue_refund": True},
+        {"customer_id": customer.id, "issue_refund": True},
         format="json",
     )
     assert refused.status_code == 403
@@ -222,7 +217,7 @@ def test_cancel_immediate_with_prorated_refund(signup, stripe_sim, staff_client)
     response = staff_client.post(
         "/api/subscriptions/cancel-immediate",
         {
-            "customer_id": customer_id,
+            "customer_id": customer.id,
             "issue_refund": True,
             "refund_reason": "requested_by_customer",
         },
@@ -237,13 +232,12 @@ def test_cancel_immediate_with_prorated_refund(signup, stripe_sim, staff_client)
     assert refund["refundId"].startswith("re_")
     assert stripe_sim.get(refund["refundId"])["amount"] == 6600
     assert response.json()["subscription"]["status"] == "canceled"
-    history = client.get(f"/api/subscriptions/{customer_id}/refunds").json()["refunds"]
+    history = customer.client.get(f"/api/subscriptions/{customer.id}/refunds").json()["refunds"]
     assert [(r["amount"], r["stripe_refund_id"]) for r in history] == [(6600, refund["refundId"])]
 
 
 def test_refunds_partial_full_and_too_much(signup, stripe_sim, staff_client):
-    body, _ = paid_customer(signup, stripe_sim, "starter")  # 2900 paid
-    customer_id = body["customer"]["customer_id"]
+    customer_id = paid_customer(signup, stripe_sim, "starter").id  # 2900 paid
 
     def refund(**fields):
         return staff_client.post(
@@ -269,9 +263,8 @@ def test_refunds_partial_full_and_too_much(signup, stripe_sim, staff_client):
 
 
 def test_refund_of_a_trial_customer_is_no_payment_found(signup, stripe_sim, staff_client):
-    body = signup()
     response = staff_client.post(
-        "/api/subscriptions/refund", {"customer_id": body["customer"]["customer_id"]}, format="json"
+        "/api/subscriptions/refund", {"customer_id": signup().id}, format="json"
     )
     assert response.status_code == 409
     assert response.json()["error"] == "No payment found"
@@ -280,8 +273,7 @@ def test_refund_of_a_trial_customer_is_no_payment_found(signup, stripe_sim, staf
 def test_refund_survives_a_lost_stripe_reply(signup, stripe_sim, staff_client):
     """Stripe made the refund but the reply was lost: the row stays pending, and the
     reconcile job completes it with the same idempotency key, without a second refund."""
-    body, _ = paid_customer(signup, stripe_sim)
-    customer_id = body["customer"]["customer_id"]
+    customer_id = paid_customer(signup, stripe_sim).id
     stripe_sim.fail_next("/v1/refunds", status=500, method="POST", after=True)
     response = staff_client.post(
         "/api/subscriptions/refund", {"customer_id": customer_id, "amount": 700}, format="json"
@@ -299,13 +291,11 @@ def test_refund_survives_a_lost_stripe_reply(signup, stripe_sim, staff_client):
 
 
 def test_twenty_concurrent_identical_refunds_make_one(signup, stripe_sim):
-    body, _ = paid_customer(signup, stripe_sim)
-    customer_id = body["customer"]["customer_id"]
+    customer_id = paid_customer(signup, stripe_sim).id
     start = threading.Barrier(20)
 
     def request_refund(_):
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {ADMIN_TOKEN}")
+        client = staff_api_client()
         start.wait()
         try:
             response = client.post(
@@ -333,8 +323,7 @@ def test_twenty_concurrent_identical_refunds_make_one(signup, stripe_sim):
 
 
 def test_duplicate_webhook_five_times_has_one_effect(signup, stripe_sim):
-    body, _ = paid_customer(signup, stripe_sim)
-    customer_id = body["customer"]["customer_id"]
+    customer_id = paid_customer(signup, stripe_sim).id
     completed = stripe_sim.events("checkout.session.completed")[-1]
     history_before = LicenseHistory.objects.count()
     events_before = StripeEvent.objects.count()
@@ -352,14 +341,13 @@ def test_duplicate_webhook_five_times_has_one_effect(signup, stripe_sim):
 
 
 def test_out_of_order_subscription_update_is_ignored(signup, stripe_sim, live_server):
-    body, client = paid_customer(signup, stripe_sim)
-    customer_id = body["customer"]["customer_id"]
-    client.post(
-        "/api/subscriptions/cancel-at-period-end", {"customer_id": customer_id}, format="json"
+    customer = paid_customer(signup, stripe_sim)
+    customer.client.post(
+        "/api/subscriptions/cancel-at-period-end", {"customer_id": customer.id}, format="json"
     )
     stripe_sim.wait_for_deliveries()
     stale = stripe_sim.events("customer.subscription.updated")[-1]
-    client.post("/api/subscriptions/keep", {"customer_id": customer_id}, format="json")
+    customer.client.post("/api/subscriptions/keep", {"customer_id": customer.id}, format="json")
     stripe_sim.wait_for_deliveries()
 
     # when an older update (cancel_at_period_end = true) arrives after the newer one
@@ -367,37 +355,27 @@ def test_out_of_order_subscription_update_is_ignored(signup, stripe_sim, live_se
         **stale,
         "id": "evt_late_delivery",
         "created": Subscription.objects.get(
-            customer__customer_id=customer_id
+            customer__customer_id=customer.id
         ).stripe_event_at.timestamp()
         - 60,
     }
     old["created"] = int(old["created"])
-    payload = json.dumps(old).encode()
-    request = urllib.request.Request(
-        f"{live_server.url}/api/webhooks/stripe",
-        data=payload,
-        headers={
-            "Stripe-Signature": sign_payload(payload, WEBHOOK_SECRET),
-            "Content-Type": "application/json",
-        },
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        answer = json.loads(response.read())
+    response = post_signed_webhook(live_server.url, old)
 
     # then it is recorded, ignored, and the newer state stands
-    assert answer["status"] == "ignored"
-    assert Subscription.objects.get(customer__customer_id=customer_id).cancel_at_period_end is False
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "ignored"
+    assert Subscription.objects.get(customer__customer_id=customer.id).cancel_at_period_end is False
 
 
 def test_payment_failure_sets_past_due_with_grace(signup, stripe_sim, settings):
-    body, client = paid_customer(signup, stripe_sim)
-    customer_id = body["customer"]["customer_id"]
-    subscription = Subscription.objects.get(customer__customer_id=customer_id)
+    customer = paid_customer(signup, stripe_sim)
+    subscription = Subscription.objects.get(customer__customer_id=customer.id)
     stripe_sim.fail_renewal(subscription.stripe_subscription_id)
     stripe_sim.wait_for_deliveries()
     subscription.refresh_from_db()
     assert subscription.status == "past_due"
-    decoded = client.get(f"/api/licenses/{customer_id}").json()["decoded"]
+    decoded = customer.client.get(f"/api/licenses/{customer.id}").json()["decoded"]
     assert decoded["subscription"]["status"] == "past_due"
     assert decoded["features"]["maxDevices"] == 50
     period_end = int(subscription.current_period_end.timestamp())
@@ -405,9 +383,8 @@ def test_payment_failure_sets_past_due_with_grace(signup, stripe_sim, settings):
 
 
 def test_subscription_deleted_in_stripe_ends_paid_license(signup, stripe_sim):
-    body, client = paid_customer(signup, stripe_sim)
-    customer_id = body["customer"]["customer_id"]
-    subscription = Subscription.objects.get(customer__customer_id=customer_id)
+    customer = paid_customer(signup, stripe_sim)
+    subscription = Subscription.objects.get(customer__customer_id=customer.id)
     import stripe as stripe_lib
 
     stripe_lib.StripeClient(
@@ -416,29 +393,18 @@ def test_subscription_deleted_in_stripe_ends_paid_license(signup, stripe_sim):
     stripe_sim.wait_for_deliveries()
     subscription.refresh_from_db()
     assert subscription.status == "canceled"
-    decoded = client.get(f"/api/licenses/{customer_id}").json()["decoded"]
+    decoded = customer.client.get(f"/api/licenses/{customer.id}").json()["decoded"]
     assert decoded["plan"] == "unlicensed"
     assert decoded["features"]["maxDevices"] == 2
 
 
 def test_webhook_handler_failure_answers_500_and_can_be_replayed(signup, stripe_sim, live_server):
-    body, _ = paid_customer(signup, stripe_sim)
+    paid_customer(signup, stripe_sim)
     completed = stripe_sim.events("checkout.session.completed")[-1]
     event = {**completed, "id": "evt_handler_fails"}
     stripe_sim.fail_next("/v1/subscriptions/", status=500, method="GET")
-    payload = json.dumps(event).encode()
-    request = urllib.request.Request(
-        f"{live_server.url}/api/webhooks/stripe",
-        data=payload,
-        headers={
-            "Stripe-Signature": sign_payload(payload, WEBHOOK_SECRET),
-            "Content-Type": "application/json",
-        },
-    )
-    with pytest.raises(urllib.error.HTTPError) as failure:
-        urllib.request.urlopen(request, timeout=10)
-    failure.value.close()
-    assert failure.value.code == 500
+    response = post_signed_webhook(live_server.url, event)
+    assert response.status_code == 500
     row = StripeEvent.objects.get(stripe_event_id="evt_handler_fails")
     assert row.status == "failed"
     assert row.last_error
@@ -471,8 +437,7 @@ def test_prorated_amount_matches_the_guides_example():
 def test_cancel_immediate_with_an_impossible_refund_changes_nothing(
     signup, stripe_sim, staff_client
 ):
-    body, _ = paid_customer(signup, stripe_sim)  # 9900 paid
-    customer_id = body["customer"]["customer_id"]
+    customer_id = paid_customer(signup, stripe_sim).id  # 9900 paid
     response = staff_client.post(
         "/api/subscriptions/cancel-immediate",
         {"customer_id": customer_id, "issue_refund": True, "refund_amount": 50_000},

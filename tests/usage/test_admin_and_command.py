@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from customers.models import Customer
-from tests.usage.conftest import Instance, now_s
+from tests.usage.helpers import Instance, now_s
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from subscriptions.models import Subscription
-from tests.usage.conftest import now_s, report_body
+from tests.usage.helpers import now_s, report_body
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from customers.models import Customer
-from tests.usage.conftest import now_s, report_body
+from tests.usage.helpers import now_s, report_body
 from usage.models import UsageReport
 
 pytestmark = pytest.mark.django_db
@@ -217,22 +217,35 @@ def test_batch_for_another_customer_is_403(make_instance):
     assert not UsageReport.objects.exists()
 
 
-def test_batch_bad_input_is_400(instance):
-    good = report_body(instance.customer_id)
-    no_time = report_body(instance.customer_id)
-    del no_time["reported_at"]
-    cases = {
-        "empty": {"reports": []},
-        "too many": {"reports": [good] * 501},
-        "one bad item": {"reports": [good, {**good, "active_devices": -5}]},
-        "item without reported_at": {"reports": [no_time]},
-        "not a list": {"reports": good},
-        "unknown top-level field": {"reports": [good], "extra": True},
-    }
-    for name, payload in cases.items():
-        response = instance.client.post("/api/usage/report/batch", payload, format="json")
-        assert response.status_code == 400, name
-        assert response.json()["error"] == "Validation failed", name
+def _without_reported_at(report: dict) -> dict:
+    return {field: value for field, value in report.items() if field != "reported_at"}
+
+
+@pytest.mark.parametrize(
+    "batch_of",
+    [
+        pytest.param(lambda good: {"reports": []}, id="empty"),
+        pytest.param(lambda good: {"reports": [good] * 501}, id="too-many"),
+        pytest.param(
+            lambda good: {"reports": [good, {**good, "active_devices": -5}]}, id="one-bad-item"
+        ),
+        pytest.param(
+            lambda good: {"reports": [_without_reported_at(good)]}, id="item-without-reported-at"
+        ),
+        pytest.param(lambda good: {"reports": good}, id="not-a-list"),
+        pytest.param(lambda good: {"reports": [good], "extra": True}, id="unknown-top-level-field"),
+    ],
+)
+def test_batch_bad_input_is_400(instance, batch_of):
+    # given a batch built around a valid report
+    payload = batch_of(report_body(instance.customer_id))
+
+    # when
+    response = instance.client.post("/api/usage/report/batch", payload, format="json")
+
+    # then refused as a whole
+    assert response.status_code == 400, response.content
+    assert response.json()["error"] == "Validation failed"
     assert not UsageReport.objects.exists()
 
 

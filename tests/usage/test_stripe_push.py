@@ -9,8 +9,8 @@ from django.core.management import call_command
 from customers.models import Customer
 from subscriptions import stripe_api
 from subscriptions.models import Subscription
-from tests.stripe_helpers import DAY, paid_customer
-from tests.usage.conftest import now_s, report_body
+from tests.helpers import DAY, SignedUpCustomer, paid_customer
+from tests.usage.helpers import now_s, report_body
 from usage import services, tasks
 from usage.models import UsageBillingRecord
 
@@ -35,15 +35,15 @@ SECOND_USAGE["http_requests"] = 300_000
 SECOND_CENTS = {"mqtt_gb": 105, "http_gb": 53, "api_calls_thousands": 10000, "extra_devices": 600}
 
 
-def _report(client, customer_id: str, at: datetime, **usage) -> None:
-    response = client.post(
-        "/api/usage/report", report_body(customer_id, at=at, **usage), format="json"
+def _report(customer: SignedUpCustomer, at: datetime, **usage) -> None:
+    response = customer.client.post(
+        "/api/usage/report", report_body(customer.id, at=at, **usage), format="json"
     )
     assert response.status_code == 201, response.content
 
 
-def _stripe_customer(body) -> str:
-    return Customer.objects.get(customer_id=body["customer"]["customer_id"]).stripe_customer_id
+def _stripe_customer(customer: SignedUpCustomer) -> str:
+    return Customer.objects.get(customer_id=customer.id).stripe_customer_id
 
 
 def _totals(stripe_sim, stripe_customer: str, start=None, end=None) -> dict[str, float]:
@@ -93,8 +93,8 @@ def test_stripe_setup_creates_meters_and_metered_prices_once(stripe_sim):
 
 
 def test_checkout_subscription_has_a_plan_item_and_one_item_per_meter(signup, stripe_sim):
-    body, _ = paid_customer(signup, stripe_sim, "starter", days_ago=1)
-    subscription = Subscription.objects.get(customer__customer_id=body["customer"]["customer_id"])
+    customer = paid_customer(signup, stripe_sim, "starter", days_ago=1)
+    subscription = Subscription.objects.get(customer__customer_id=customer.id)
     items = stripe_sim.get(subscription.stripe_subscription_id)["items"]["data"]
     assert sorted(item["price"]["lookup_key"] for item in items) == sorted(
         {"iotistic_starter_monthly", *METERED_KEYS}
@@ -108,10 +108,9 @@ def test_checkout_subscription_has_a_plan_item_and_one_item_per_meter(signup, st
 
 def test_push_sends_overage_once_and_then_only_the_difference(signup, stripe_sim):
     # given a starter customer over its allowances
-    body, client = paid_customer(signup, stripe_sim, "starter", days_ago=1)
-    customer_id = body["customer"]["customer_id"]
-    stripe_customer = _stripe_customer(body)
-    _report(client, customer_id, now_s() - timedelta(minutes=3), **FIRST_USAGE)
+    customer = paid_customer(signup, stripe_sim, "starter", days_ago=1)
+    stripe_customer = _stripe_customer(customer)
+    _report(customer, now_s() - timedelta(minutes=3), **FIRST_USAGE)
 
     # when the push task runs
     result = tasks.usage_billing_push_task.delay().get()
@@ -121,7 +120,7 @@ def test_push_sends_overage_once_and_then_only_the_difference(signup, stripe_sim
     assert _totals(stripe_sim, stripe_customer) == _expected(FIRST_CENTS)
     events = _events(stripe_sim)
     assert sorted(e["identifier"] for e in events) == sorted(
-        UsageBillingRecord.objects.filter(customer__customer_id=customer_id)
+        UsageBillingRecord.objects.filter(customer__customer_id=customer.id)
         .exclude(identifier="")
         .values_list("identifier", flat=True)
     )
@@ -133,7 +132,7 @@ def test_push_sends_overage_once_and_then_only_the_difference(signup, stripe_sim
     assert len(_events(stripe_sim)) == 4
 
     # when more usage arrives, only the difference goes, under new identifiers
-    _report(client, customer_id, now_s() - timedelta(minutes=1), **SECOND_USAGE)
+    _report(customer, now_s() - timedelta(minutes=1), **SECOND_USAGE)
     tasks.usage_billing_push_task.delay().get()
     assert _totals(stripe_sim, stripe_customer) == _expected(SECOND_CENTS)
     new = _events(stripe_sim)[4:]
@@ -144,9 +143,8 @@ def test_push_sends_overage_once_and_then_only_the_difference(signup, stripe_sim
 def test_push_lost_reply_is_resent_with_the_same_identifier_and_counted_once(signup, stripe_sim):
     # given Stripe accepts the first meter event but its reply is lost (a crash after Stripe
     # accepted it and before we confirmed looks the same to us)
-    body, client = paid_customer(signup, stripe_sim, "starter", days_ago=1)
-    customer_id = body["customer"]["customer_id"]
-    _report(client, customer_id, now_s() - timedelta(minutes=3), **FIRST_USAGE)
+    customer = paid_customer(signup, stripe_sim, "starter", days_ago=1)
+    _report(customer, now_s() - timedelta(minutes=3), **FIRST_USAGE)
     stripe_sim.fail_next("/v1/billing/meter_events", status=500, after=True)
 
     # when the push runs: it stops, with the event in flight
@@ -161,15 +159,15 @@ def test_push_lost_reply_is_resent_with_the_same_identifier_and_counted_once(sig
     assert (second["duplicates"], second["sent"]) == (1, 3)
     in_flight.refresh_from_db()
     assert (in_flight.status, in_flight.push_count) == ("pushed", 1)
-    assert _totals(stripe_sim, _stripe_customer(body)) == _expected(FIRST_CENTS)
+    assert _totals(stripe_sim, _stripe_customer(customer)) == _expected(FIRST_CENTS)
     assert len(_events(stripe_sim)) == 4
     assert tasks.usage_billing_push_task.delay().get()["sent"] == 0
 
 
 def test_push_backs_off_on_429_and_counts_nothing_twice(signup, stripe_sim, monkeypatch):
     monkeypatch.setattr(services, "BACKOFF_BASE_SECONDS", 0.01)
-    body, client = paid_customer(signup, stripe_sim, "starter", days_ago=1)
-    _report(client, body["customer"]["customer_id"], now_s() - timedelta(minutes=3), **FIRST_USAGE)
+    customer = paid_customer(signup, stripe_sim, "starter", days_ago=1)
+    _report(customer, now_s() - timedelta(minutes=3), **FIRST_USAGE)
     rate_limited = {"type": "invalid_request_error", "code": "rate_limit", "message": "Too many"}
     stripe_sim.fail_next("/v1/billing/meter_events", rate_limited, status=429, retryable=True)
     stripe_sim.fail_next("/v1/billing/meter_events", rate_limited, status=429, after=True)
@@ -177,7 +175,7 @@ def test_push_backs_off_on_429_and_counts_nothing_twice(signup, stripe_sim, monk
     result = tasks.usage_billing_push_task.delay().get()
 
     assert (result["sent"], result["duplicates"]) == (3, 1)
-    assert _totals(stripe_sim, _stripe_customer(body)) == _expected(FIRST_CENTS)
+    assert _totals(stripe_sim, _stripe_customer(customer)) == _expected(FIRST_CENTS)
     assert len(_events(stripe_sim)) == 4
     assert UsageBillingRecord.objects.exclude(status="pushed").exclude(amount_cents=0).count() == 0
 
@@ -186,8 +184,8 @@ def test_push_stops_when_rate_limited_for_good_and_the_next_run_resumes(
     signup, stripe_sim, monkeypatch
 ):
     monkeypatch.setattr(services, "BACKOFF_BASE_SECONDS", 0.001)
-    body, client = paid_customer(signup, stripe_sim, "starter", days_ago=1)
-    _report(client, body["customer"]["customer_id"], now_s() - timedelta(minutes=3), **FIRST_USAGE)
+    customer = paid_customer(signup, stripe_sim, "starter", days_ago=1)
+    _report(customer, now_s() - timedelta(minutes=3), **FIRST_USAGE)
     stripe_sim.fail_next("/v1/billing/meter_events", status=429, times=100)
 
     assert tasks.usage_billing_push_task.delay().get()["sent"] == 0
@@ -195,7 +193,7 @@ def test_push_stops_when_rate_limited_for_good_and_the_next_run_resumes(
     stripe_sim.state.failures.clear()
 
     assert tasks.usage_billing_push_task.delay().get()["sent"] == 4
-    assert _totals(stripe_sim, _stripe_customer(body)) == _expected(FIRST_CENTS)
+    assert _totals(stripe_sim, _stripe_customer(customer)) == _expected(FIRST_CENTS)
 
 
 def test_period_rollover_pushes_late_overage_into_the_ended_period_and_bills_it(
@@ -204,14 +202,13 @@ def test_period_rollover_pushes_late_overage_into_the_ended_period_and_bills_it(
     # given a starter period that ended 12 hours ago (Stripe has not renewed it yet), and
     # Stripe's invoice finalization grace period set to a day
     settings.STRIPE_INVOICE_GRACE_SECONDS = DAY
-    body, client = paid_customer(signup, stripe_sim, "starter", days_ago=30.5)
-    customer_id = body["customer"]["customer_id"]
-    stripe_customer = _stripe_customer(body)
-    subscription = Subscription.objects.get(customer__customer_id=customer_id)
+    customer = paid_customer(signup, stripe_sim, "starter", days_ago=30.5)
+    stripe_customer = _stripe_customer(customer)
+    subscription = Subscription.objects.get(customer__customer_id=customer.id)
     old_start, old_end = subscription.current_period_start, subscription.current_period_end
     assert old_end < datetime.now(tz=UTC)
     # (a period is metered in whole UTC days: its last, partial day counts in the next one)
-    _report(client, customer_id, old_end - timedelta(days=1, hours=1), **FIRST_USAGE)
+    _report(customer, old_end - timedelta(days=1, hours=1), **FIRST_USAGE)
 
     # when the push runs: the events are dated inside the ended period
     assert tasks.usage_billing_push_task.delay().get()["sent"] == 4
@@ -241,7 +238,7 @@ def test_period_rollover_pushes_late_overage_into_the_ended_period_and_bills_it(
     assert (again["sent"], again["duplicates"]) == (0, 0)
     assert len(_events(stripe_sim)) == 4
     periods = set(
-        UsageBillingRecord.objects.filter(customer__customer_id=customer_id).values_list(
+        UsageBillingRecord.objects.filter(customer__customer_id=customer.id).values_list(
             "period_start", "plan"
         )
     )
@@ -250,23 +247,22 @@ def test_period_rollover_pushes_late_overage_into_the_ended_period_and_bills_it(
 
 def test_late_report_of_an_ended_period_is_pushed_after_rollover(signup, stripe_sim):
     # given a period that ended and was renewed, with its overage pushed
-    body, client = paid_customer(signup, stripe_sim, "starter", days_ago=30.5)
-    customer_id = body["customer"]["customer_id"]
-    stripe_customer = _stripe_customer(body)
-    subscription = Subscription.objects.get(customer__customer_id=customer_id)
+    customer = paid_customer(signup, stripe_sim, "starter", days_ago=30.5)
+    stripe_customer = _stripe_customer(customer)
+    subscription = Subscription.objects.get(customer__customer_id=customer.id)
     old_start, old_end = subscription.current_period_start, subscription.current_period_end
-    _report(client, customer_id, old_end - timedelta(days=1, hours=2), **FIRST_USAGE)
+    _report(customer, old_end - timedelta(days=1, hours=2), **FIRST_USAGE)
     tasks.usage_billing_push_task.delay().get()
     stripe_sim.advance_clock(30 * DAY)
     stripe_sim.wait_for_deliveries()
 
     # when a report of the ended period arrives late and the push runs in the new period
-    _report(client, customer_id, old_end - timedelta(days=1, hours=1), **SECOND_USAGE)
+    _report(customer, old_end - timedelta(days=1, hours=1), **SECOND_USAGE)
     result = tasks.usage_billing_push_task.delay().get()
 
     # then the difference is pushed once, on the ended period's records
     assert result["sent"] == 3
     assert _totals(stripe_sim, stripe_customer) == _expected(SECOND_CENTS)
-    records = UsageBillingRecord.objects.filter(customer__customer_id=customer_id)
+    records = UsageBillingRecord.objects.filter(customer__customer_id=customer.id)
     assert set(records.filter(push_count=2).values_list("period_start", flat=True)) == {old_start}
     assert tasks.usage_billing_push_task.delay().get()["sent"] == 0

@@ -1,0 +1,147 @@
+"""Helpers shared by the tests: a signed-up customer, signed Stripe webhooks, paid customers.
+
+Tests and conftest files import from here; pytest advises against importing conftest.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.test import Client
+from rest_framework.test import APIClient
+
+from stripe_simulator import sign_payload
+
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+WEBHOOK_SECRET = "whsec_test_flows"
+WEBHOOK_PATH = "/api/webhooks/stripe"
+DAY = 86400
+
+
+def customer_client(api_key: str) -> APIClient:
+    """An API client authenticated as a customer, with `X-API-Key`."""
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=api_key)
+    return client
+
+
+def staff_api_client(token: str = ADMIN_TOKEN) -> APIClient:
+    """An API client authenticated as staff, with `Authorization: Bearer`."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+@dataclass(frozen=True)
+class SignedUpCustomer:
+    """A customer who signed up through the public API.
+
+    `id` is the customer_id, `key` the raw API key, `license` the signed JWT, `body` the whole
+    signup response (for tests of the response itself), `client` an API client holding `key`.
+    """
+
+    id: str
+    key: str
+    email: str
+    license: str
+    body: dict[str, Any] = field(repr=False, compare=False)
+    client: APIClient = field(repr=False, compare=False)
+
+    @classmethod
+    def from_signup_response(cls, body: dict[str, Any]) -> SignedUpCustomer:
+        return cls(
+            id=body["customer"]["customer_id"],
+            key=body["api_key"],
+            email=body["customer"]["email"],
+            license=body["license"]["jwt"],
+            body=body,
+            client=customer_client(body["api_key"]),
+        )
+
+
+def signup_customer(client: APIClient, number: int = 1, **fields: Any) -> SignedUpCustomer:
+    """POST /api/customers/signup (asserting 201) for customer `number`: owner<number>@example.com
+    of "Acme <number>" unless `fields` say otherwise."""
+    body = {
+        "email": f"owner{number}@example.com",
+        "company_name": f"Acme {number}",
+        "full_name": "Jo Owner",
+        "password": "SecurePass123",
+        **fields,
+    }
+    response = client.post("/api/customers/signup", body, format="json")
+    assert response.status_code == 201, response.content
+    return SignedUpCustomer.from_signup_response(response.json())
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    """An answer received over real HTTP, read like a test client's response."""
+
+    status_code: int
+    content: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def post_signed_webhook(
+    to: Client | str,
+    event: dict[str, Any],
+    *,
+    secret: str = WEBHOOK_SECRET,
+    timestamp: int | None = None,
+):
+    """POST `event` to the Stripe webhook endpoint with a `Stripe-Signature` made with
+    Stripe's scheme from `secret` (at `timestamp`, default now).
+
+    `to` is a test client, or the live server's URL to go over real HTTP as Stripe does; the
+    answer has `status_code` and `json()` either way.
+    """
+    payload = json.dumps(event).encode()
+    signature = sign_payload(payload, secret, timestamp)
+    if not isinstance(to, str):
+        return to.post(
+            WEBHOOK_PATH,
+            data=payload,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=signature,
+        )
+    request = urllib.request.Request(
+        f"{to}{WEBHOOK_PATH}",
+        data=payload,
+        headers={"Stripe-Signature": signature, "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return HttpAnswer(response.status, response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return HttpAnswer(error.code, error.read())
+
+
+def checkout(client: APIClient, customer_id: str, plan: str = "professional") -> dict[str, Any]:
+    """Open a Stripe Checkout session for `plan` (asserting 200); returns the response JSON."""
+    response = client.post(
+        "/api/subscriptions/checkout", {"customer_id": customer_id, "plan": plan}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def paid_customer(
+    signup, stripe_sim, plan: str = "professional", days_ago: float = 0.0
+) -> SignedUpCustomer:
+    """A customer (from the `signup` fixture) who paid for `plan` through the Stripe
+    simulator, whose period started `days_ago` days ago on the simulator's clock."""
+    stripe_sim.freeze_clock(int(time.time() - days_ago * DAY))
+    customer = signup()
+    session = checkout(customer.client, customer.id, plan)
+    stripe_sim.complete_checkout(session["session_id"], "4242 4242 4242 4242")
+    stripe_sim.wait_for_deliveries()
+    return customer
