@@ -255,6 +255,8 @@ class StripeWebhookView(APIView):
             )
         except stripe_api.WebhookSignatureError as exc:
             raise ApplicationError(str(exc), error="Invalid signature") from exc
+        except stripe_api.WebhookPayloadError as exc:
+            raise ApplicationError(str(exc), error="Malformed event") from exc
         record, created = webhooks.stripe_event_record(event=event)
         try:
             record = webhooks.stripe_event_process(event_id=record.pk)

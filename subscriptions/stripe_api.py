@@ -53,6 +53,10 @@ class WebhookSignatureError(Exception):
     pass
 
 
+class WebhookPayloadError(Exception):
+    """Signed by Stripe, but not an event we can read (not JSON, nested too deeply)."""
+
+
 def is_configured() -> bool:
     return bool(settings.STRIPE_SECRET_KEY)
 
@@ -437,7 +441,9 @@ def webhook_event_from_request(payload: bytes, signature_header: str | None) -> 
     try:
         event: Any = json.loads(text)
     except ValueError as exc:
-        raise WebhookSignatureError("Signed payload is not JSON.") from exc
+        raise WebhookPayloadError("Signed payload is not JSON.") from exc
+    except RecursionError as exc:
+        raise WebhookPayloadError("Signed payload is nested too deeply to read.") from exc
     if not isinstance(event, dict) or not event.get("id") or not event.get("type"):
-        raise WebhookSignatureError("Signed payload is not a Stripe event.")
+        raise WebhookPayloadError("Signed payload is not a Stripe event.")
     return event

@@ -31,8 +31,21 @@ INVOICE_EVENTS = ("invoice.paid", "invoice.payment_succeeded", "invoice.payment_
 HANDLED = (*SUBSCRIPTION_EVENTS, *INVOICE_EVENTS, "checkout.session.completed", "charge.refunded")
 
 
+def _storable(value):
+    """The event with NUL characters replaced (U+FFFD): PostgreSQL refuses them in text and
+    JSON, and an event that cannot be stored would be retried by Stripe for three days."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value
+
+
 def stripe_event_record(*, event: dict) -> tuple[StripeEvent, bool]:
     """Store a verified event once by its Stripe id; (row, created)."""
+    event = _storable(event)
     created_ts = event.get("created")
     return StripeEvent.objects.get_or_create(
         stripe_event_id=event["id"],

@@ -92,7 +92,7 @@ class HttpAnswer:
 
 def post_signed_webhook(
     to: Client | str,
-    event: dict[str, Any],
+    event: dict[str, Any] | bytes,
     *,
     secret: str = WEBHOOK_SECRET,
     timestamp: int | None = None,
@@ -101,9 +101,10 @@ def post_signed_webhook(
     Stripe's scheme from `secret` (at `timestamp`, default now).
 
     `to` is a test client, or the live server's URL to go over real HTTP as Stripe does; the
-    answer has `status_code` and `json()` either way.
+    answer has `status_code` and `json()` either way. `event` may be the raw body, for
+    payloads that are signed but not what json.dumps would write.
     """
-    payload = json.dumps(event).encode()
+    payload = event if isinstance(event, bytes) else json.dumps(event).encode()
     signature = sign_payload(payload, secret, timestamp)
     if not isinstance(to, str):
         return to.post(
