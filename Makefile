@@ -1,5 +1,8 @@
 # The two commands: `make run` serves the API + admin on :3100, `make test` runs the suite.
 PYTHON ?= python3
+# Every target here is for development (production runs the image): ask for it explicitly,
+# since the settings default to production. DEBUG=false in the environment still wins.
+export DEBUG ?= true
 VENV   := .venv
 BIN    := $(VENV)/bin
 

@@ -119,6 +119,7 @@ def live(args) -> None:
 def in_process(args) -> None:
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DEBUG", "true")  # development settings on a throwaway test database
     import django
 
     django.setup()

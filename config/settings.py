@@ -50,14 +50,15 @@ def _secret(name: str, default: str = "") -> str:
     return env.str(name, default=default)
 
 
-# The guide's NODE_ENV: `production` means production (DEBUG off, and DEBUG=true with it is
-# refused as a contradiction); `development` or `test` means development.
+# Production is the default: DEBUG is off unless asked for (`make run` and the test settings
+# ask). The guide's NODE_ENV: `production` means production (DEBUG=true beside it is refused
+# as a contradiction); `development` or `test` mean development.
 NODE_ENV = env.str("NODE_ENV", default="").strip().lower()
 if NODE_ENV not in ("", "production", "development", "test"):
     raise ImproperlyConfigured(
         f"NODE_ENV={NODE_ENV!r} is not one of production, development, test."
     )
-DEBUG = env_bool("DEBUG", NODE_ENV in ("development", "test") or NODE_ENV == "")
+DEBUG = env_bool("DEBUG", NODE_ENV in ("development", "test"))
 if DEBUG and NODE_ENV == "production":
     raise ImproperlyConfigured("NODE_ENV=production and DEBUG=true contradict each other.")
 
@@ -81,14 +82,17 @@ if not DEBUG:
         for name, value in (("SECRET_KEY", SECRET_KEY), ("ADMIN_API_TOKEN", ADMIN_API_TOKEN))
         if not value
     ]
+    if not LICENSE_PRIVATE_KEY_PATH.is_file():
+        missing.append(
+            f"LICENSE_PRIVATE_KEY_PATH (no license private key at {LICENSE_PRIVATE_KEY_PATH}; "
+            "`manage.py generate_keys` makes one)"
+        )
     if missing:
         raise ImproperlyConfigured(
-            f"DEBUG is false but {', '.join(missing)} is not set; refusing to start."
-        )
-    if not LICENSE_PRIVATE_KEY_PATH.is_file():
-        raise ImproperlyConfigured(
-            f"DEBUG is false but the license private key {LICENSE_PRIVATE_KEY_PATH} does not "
-            "exist; run `manage.py generate_keys` or mount it; refusing to start."
+            "Production settings (DEBUG is off unless asked for) are missing: "
+            + "; ".join(missing)
+            + ". Set them (or NAME_FILE for each secret), or start a development server "
+            "instead with: make run"
         )
 elif not SECRET_KEY:
     # Development only: a fixed, obviously-insecure key so sessions survive restarts.

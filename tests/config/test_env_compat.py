@@ -110,7 +110,7 @@ def test_an_unknown_node_env_is_refused():
 
 def test_redis_tls_configures_the_celery_broker_to_check_the_certificate():
     result = _settings_value(
-        {"REDIS_URL": "redis://127.0.0.1:6399/0", "REDIS_TLS_ENABLED": "true"},
+        {"REDIS_URL": "redis://127.0.0.1:6399/0", "REDIS_TLS_ENABLED": "true", "DEBUG": "true"},
         "settings.CELERY_BROKER_URL, settings.CELERY_BROKER_USE_SSL['ssl_cert_reqs'].name",
     )
     assert result.returncode == 0, result.stderr

@@ -95,6 +95,8 @@ def test_customer_rate_limit_is_per_customer(signup, settings):
 def _run_django(env_overrides: dict, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEBUG", "SECRET_KEY"))}
     env.pop("ADMIN_API_TOKEN", None)
+    # The project's settings as a server gets them (the test run's own ask for development).
+    env["DJANGO_SETTINGS_MODULE"] = "config.settings"
     env.update(env_overrides)
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -112,7 +114,17 @@ def test_production_refuses_to_start_without_secrets(tmp_path):
         {"DEBUG": "false", "LICENSE_PRIVATE_KEY_PATH": str(tmp_path / "none.pem")}, "check"
     )
     assert result.returncode != 0
-    assert "SECRET_KEY, ADMIN_API_TOKEN is not set" in result.stderr
+    # one message naming every missing variable, and how to start a development server instead
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("django.core.exceptions.ImproperlyConfigured: Production settings")
+    assert "missing: SECRET_KEY; ADMIN_API_TOKEN; LICENSE_PRIVATE_KEY_PATH" in message
+    assert message.endswith("start a development server instead with: make run")
+
+
+def test_production_is_the_default(tmp_path):
+    result = _run_django({"LICENSE_PRIVATE_KEY_PATH": str(tmp_path / "none.pem")}, "check")
+    assert result.returncode != 0
+    assert "Production settings (DEBUG is off unless asked for) are missing" in result.stderr
 
 
 def test_production_refuses_to_start_without_license_key(tmp_path):
@@ -126,7 +138,7 @@ def test_production_refuses_to_start_without_license_key(tmp_path):
         "check",
     )
     assert result.returncode != 0
-    assert "license private key" in result.stderr
+    assert "are missing: LICENSE_PRIVATE_KEY_PATH (no license private key at" in result.stderr
 
 
 def test_production_settings_pass_check_deploy(license_key_paths):
