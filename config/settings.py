@@ -356,7 +356,9 @@ DEPLOYMENT_RUNNING_STALE_SECONDS = env.int(
 # Seconds GET /api/queue/stats waits for the workers' answers.
 QUEUE_STATS_INSPECT_TIMEOUT = env.float("QUEUE_STATS_INSPECT_TIMEOUT", default=1.0)
 
-FLOWER_URL = env.str("FLOWER_URL", default="http://127.0.0.1:5555/admin/queues")
+# Flower's port (also read by Flower itself) and the address the admin links to.
+FLOWER_PORT = env.int("FLOWER_PORT", default=5555)
+FLOWER_URL = env.str("FLOWER_URL", default=f"http://127.0.0.1:{FLOWER_PORT}/admin/queues/")
 
 # ---------------------------------------------------------------- Stripe
 STRIPE_SECRET_KEY = _secret("STRIPE_SECRET_KEY")

@@ -70,13 +70,17 @@ def test_compose_commands_point_at_real_project_entry_points():
     }
     assert "config.wsgi:application" in commands["web"]
     assert (ROOT / "config" / "wsgi.py").is_file()
-    for name in ("worker", "beat", "flower"):
+    for name in ("worker", "beat"):
         assert "celery -A config" in commands[name], name
     assert (ROOT / "config" / "celery.py").is_file()
     assert "worker" in commands["worker"]
     assert "django_celery_beat.schedulers:DatabaseScheduler" in commands["beat"]
+    assert commands["flower"].startswith("python -m config.flower ")
+    assert (ROOT / "config" / "flower.py").is_file()
     assert "--url_prefix=admin/queues" in commands["flower"]
-    assert "--basic_auth" in commands["flower"]
+    # the login comes from the environment, never the command line (`ps` shows it)
+    assert "basic_auth" not in commands["flower"]
+    assert "FLOWER_BASIC_AUTH" in services["flower"]["environment"]
     assert "/api/webhooks/stripe" in commands["stripe-cli"]
     assert "web:3100" in commands["stripe-cli"]
 

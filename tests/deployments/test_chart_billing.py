@@ -130,13 +130,11 @@ def test_billing_runs_web_worker_beat_and_flower(billing_manifests):
             "django_celery_beat.schedulers:DatabaseScheduler",
         ],
         "billing-flower": [
-            "celery",
-            "-A",
-            "config",
-            "flower",
+            "python",
+            "-m",
+            "config.flower",
             "--port=5555",
             "--url_prefix=admin/queues",
-            "--basic_auth=$(FLOWER_BASIC_AUTH)",
         ],
     }
     flower_env = env_of(containers(find(billing_manifests, "Deployment", "billing-flower"))[0])

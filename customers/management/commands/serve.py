@@ -46,8 +46,9 @@ class Command(BaseCommand):
 
         if settings.REDIS_URL:
             self._require_redis()
+            # Flower reads its login from the environment: no password on a command line.
             env.setdefault("FLOWER_BASIC_AUTH", f"admin:{secrets.token_urlsafe(9)}")
-            flower_port = env.get("FLOWER_PORT", "5555")
+            flower_port = settings.FLOWER_PORT
             concurrency = settings.CELERY_WORKER_CONCURRENCY
             processes["worker"] = f"{python} -m celery -A config worker -l info -c {concurrency}"
             processes["beat"] = (
@@ -55,12 +56,12 @@ class Command(BaseCommand):
                 "--scheduler django_celery_beat.schedulers:DatabaseScheduler"
             )
             processes["flower"] = (
-                f"{python} -m celery -A config flower --address=127.0.0.1 --port={flower_port} "
-                f"--url_prefix=admin/queues --basic_auth={env['FLOWER_BASIC_AUTH']}"
+                f"{python} -m config.flower --address=127.0.0.1 --port={flower_port} "
+                "--url_prefix=admin/queues"
             )
             notes.append(
                 f"Queue: Celery worker + beat on Redis; Flower on "
-                f"http://127.0.0.1:{flower_port}/admin/queues (login {env['FLOWER_BASIC_AUTH']})"
+                f"http://127.0.0.1:{flower_port}/admin/queues/ (login {env['FLOWER_BASIC_AUTH']})"
             )
         else:
             notes.append("Queue: no REDIS_URL, so Celery tasks run in-process (no worker/Flower)")
