@@ -3,9 +3,11 @@
 - With `--url_prefix=admin/queues` Flower serves its dashboard at `…/admin/queues/` only and
   answers 404 to the address without the slash, the one people type: that now redirects.
 - Flower serves `/metrics` (task and worker names) and `/healthcheck` to anyone, even with
-  basic auth on: here they need the same login as the dashboard (probes use a TCP check). Run it as Flower is run:
-`python -m config.flower --port=5555 --url_prefix=admin/queues` (options as for `celery
-flower`; FLOWER_BASIC_AUTH and other FLOWER_* options are read from the environment, so no
+  basic auth on: here they need the same login as the dashboard (probes use a TCP check).
+
+Run it as Flower is run: `python -m config.flower --port=5555 --url_prefix=admin/queues`
+(options as for `celery flower`; FLOWER_BASIC_AUTH and other FLOWER_* options are read from
+the environment, so no
 password needs to be on the command line).
 """
 
