@@ -7,8 +7,7 @@
 
 Run it as Flower is run: `python -m config.flower --port=5555 --url_prefix=admin/queues`
 (options as for `celery flower`; FLOWER_BASIC_AUTH and other FLOWER_* options are read from
-the environment, so no
-password needs to be on the command line).
+the environment, so no password needs to be on the command line).
 """
 
 from __future__ import annotations
