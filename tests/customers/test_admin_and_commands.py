@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -102,8 +104,22 @@ def test_ensure_staff_creates_one_login_once(capsys, django_user_model, monkeypa
     call_command("ensure_staff")
     assert "shown only this once" in capsys.readouterr().out
     call_command("ensure_staff")
-    assert "exists" in capsys.readouterr().out
+    second = capsys.readouterr().out
+    assert "exists" in second
+    assert "st_" not in second
     assert django_user_model.objects.filter(is_staff=True).count() == 1
+
+
+def test_ensure_staff_prints_a_working_staff_token_once(
+    api_client, capsys, django_user_model, monkeypatch
+):
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a-long-dev-password")
+    call_command("ensure_staff")
+    printed = capsys.readouterr().out
+    token = re.search(r"Staff API token of 'admin': (st_\S+)", printed).group(1)
+
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert api_client.get("/api/customers").status_code == 200
 
 
 def test_staff_token_command_issues_a_working_token(api_client, django_user_model, capsys):
