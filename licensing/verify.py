@@ -6,7 +6,8 @@ this one file. Usage:
     from licensing.verify import keys_from_jwks, effective_license, check_device_limit
     keys = keys_from_jwks(jwks_json)            # from /.well-known/jwks.json, cached on disk
     revoked = verify_revocation_list(rl_token, keys)  # optional, from /api/licenses/revocations
-    lic = effective_license(os.environ.get("IOTISTIC_LICENSE_KEY"), keys, revoked_jtis=revoked)
+    lic = effective_license(os.environ.get("IOTISTIC_LICENSE_KEY"), keys, revoked_jtis=revoked,
+                            first_started_at=instance_first_start)  # stored by the instance
     refusal = check_device_limit(lic, active_devices=count_active_devices())
     if refusal:
         return 403, refusal                     # the guide's exact error body
@@ -15,6 +16,12 @@ Rules enforced: RS256 only (alg "none", HS256 and any other alg are rejected bef
 any key is touched), the `kid` must name one of *our* keys (never a key from the
 token), `typ` must be the license type, and exp/iat/iss/aud/sub/jti must be present
 and valid. "Unlimited" is -1 in every limit.
+
+Without a valid license (none, expired, revoked, tampered), an instance runs in the guide's
+Unlicensed Mode: for its first UNLICENSED_TRIAL_DAYS (7) days, counted from the instance's
+first start (which the instance stores and passes in), with the trial plan's features and
+limits, so a new install works while its owner signs up; after that, the unlicensed column.
+Without a first-start time, the unlicensed column at once.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -55,6 +63,24 @@ UNLICENSED_FEATURES = {
     "hasCustomDashboards": False,
 }
 UNLICENSED_LIMITS = {"maxUsers": 1, "maxAlertRules": 0, "maxDashboards": 1, "maxJobTemplates": 0}
+# What an instance without a license gets in its first UNLICENSED_TRIAL_DAYS: a copy of
+# core.plans.PLANS["trial"], kept equal by tests/licensing.
+TRIAL_PLAN = "trial"
+TRIAL_FEATURES = {
+    "maxDevices": 10,
+    "dataRetentionDays": 30,
+    "canExportData": True,
+    "hasAdvancedAlerts": False,
+    "hasApiAccess": True,
+    "hasMqttAccess": True,
+    "hasCustomBranding": False,
+    "canExecuteJobs": True,
+    "canScheduleJobs": False,
+    "hasRemoteAccess": True,
+    "hasOtaUpdates": False,
+    "hasCustomDashboards": False,
+}
+TRIAL_LIMITS = {"maxUsers": 2, "maxAlertRules": 10, "maxDashboards": 3, "maxJobTemplates": 5}
 
 
 class LicenseError(Exception):
@@ -191,34 +217,56 @@ class License:
     licensed: bool
     claims: dict = field(default_factory=dict)
     reason: str = ""  # why we fell back to unlicensed mode
+    # Unlicensed Mode's trial: when it ends (None when not in it).
+    unlicensed_trial_ends_at: datetime | None = None
 
 
 def effective_license(
     token: str | None,
     keys: Mapping[str, rsa.RSAPublicKey],
+    *,
+    first_started_at: datetime | None = None,
+    now: datetime | None = None,
     **verify_options,
 ) -> License:
-    """The license to enforce: the verified one, or the Unlicensed Mode fallback."""
+    """The license to enforce: the verified one, or Unlicensed Mode (see the module's notes).
+
+    `first_started_at` is when this instance first started (timezone-aware), `now` the
+    current time (default: the clock).
+    """
     if not token:
-        return License(
-            UNLICENSED_PLAN,
-            dict(UNLICENSED_FEATURES),
-            dict(UNLICENSED_LIMITS),
-            licensed=False,
-            reason="No license configured.",
-        )
+        return _unlicensed("No license configured.", first_started_at, now)
     try:
         claims = verify_license(token, keys, **verify_options)
     except LicenseError as exc:
-        return License(
-            UNLICENSED_PLAN,
-            dict(UNLICENSED_FEATURES),
-            dict(UNLICENSED_LIMITS),
-            licensed=False,
-            reason=str(exc),
-        )
+        return _unlicensed(str(exc), first_started_at, now)
     return License(
         claims["plan"], claims["features"], claims["limits"], licensed=True, claims=claims
+    )
+
+
+def _unlicensed(reason: str, first_started_at: datetime | None, now: datetime | None) -> License:
+    if first_started_at is not None:
+        if first_started_at.tzinfo is None or (now is not None and now.tzinfo is None):
+            raise ValueError("first_started_at and now must be timezone-aware datetimes")
+        now = now or datetime.now(UTC)
+        ends = first_started_at + timedelta(days=UNLICENSED_TRIAL_DAYS)
+        if now < ends:
+            until = f"{ends.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+            return License(
+                TRIAL_PLAN,
+                dict(TRIAL_FEATURES),
+                dict(TRIAL_LIMITS),
+                licensed=False,
+                reason=f"{reason.rstrip('.')}; unlicensed trial until {until}.",
+                unlicensed_trial_ends_at=ends,
+            )
+    return License(
+        UNLICENSED_PLAN,
+        dict(UNLICENSED_FEATURES),
+        dict(UNLICENSED_LIMITS),
+        licensed=False,
+        reason=reason,
     )
 
 
