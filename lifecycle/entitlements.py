@@ -14,6 +14,7 @@ from datetime import datetime
 
 from django.db import transaction
 
+from core.audit import audit_record
 from core.errors import ApplicationError
 from customers.models import Customer
 from deployments.services import deployment_redeploy
@@ -92,12 +93,20 @@ def subscription_cancel_now(*, customer: Customer) -> Subscription:
 
 
 def subscription_grant_plan(
-    *, customer: Customer, plan: str, period_days: int = 30
+    *, customer: Customer, plan: str, actor: str, period_days: int = 30
 ) -> tuple[Subscription, IssuedLicense]:
-    """Staff put a customer on a plan by hand (the guide's `customer upgrade`), without Stripe:
-    the subscription is active for one period and the license is re-signed at once."""
+    """Staff put a customer on a plan by hand, without Stripe (no payment): the subscription is
+    active for one period, the license is re-signed at once, and the grant is audited."""
     subscription = subscription_services.subscription_set_plan(
         customer=customer, plan=plan, period_days=period_days
+    )
+    audit_record(
+        action="subscription.plan_granted",
+        customer=customer,
+        actor=actor,
+        plan=plan,
+        period_days=period_days,
+        stripe=False,
     )
     issued = license_get_or_issue(customer=customer, reason="manual plan change")
     return subscription, issued

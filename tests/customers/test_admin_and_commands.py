@@ -3,8 +3,10 @@ import re
 import pytest
 from django.core.management import CommandError, call_command
 
-from customers.models import Customer
+from customers.models import AuditLog, Customer
 from licensing.models import LicenseHistory
+from subscriptions import stripe_api
+from tests.helpers import paid_customer
 
 pytestmark = pytest.mark.django_db
 
@@ -85,8 +87,15 @@ def test_customer_command_add_list_upgrade(capsys):
     assert "cli@example.com" in listing
     assert "trialing" in listing
 
-    call_command("customer", "upgrade", "--id", customer.customer_id, "--plan", "professional")
-    assert "maxDevices 50" in capsys.readouterr().out
+    call_command(
+        "customer", "upgrade", "--id", customer.customer_id, "--plan", "professional", "--grant"
+    )
+    out = capsys.readouterr().out
+    assert "maxDevices 50" in out
+    assert "granted by staff without payment" in out
+    assert AuditLog.objects.filter(
+        customer=customer, action="subscription.plan_granted", actor="command:customer upgrade"
+    ).exists()
     customer.subscription.refresh_from_db()
     assert (customer.subscription.plan, customer.subscription.status) == ("professional", "active")
 
@@ -128,3 +137,51 @@ def test_staff_token_command_issues_a_working_token(api_client, django_user_mode
     token = capsys.readouterr().out.strip()
     api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     assert api_client.get("/api/customers").status_code == 200
+
+
+def test_customer_upgrade_without_stripe_needs_grant(signup):
+    customer = signup()
+    with pytest.raises(CommandError, match="no paid Stripe subscription.*--grant"):
+        call_command("customer", "upgrade", "--id", customer.id, "--plan", "professional")
+    subscription = Customer.objects.get(customer_id=customer.id).subscription
+    assert (subscription.plan, subscription.status) == ("starter", "trialing")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_customer_upgrade_of_a_paying_customer_goes_through_stripe(
+    signup, stripe_sim, capsys, django_capture_on_commit_callbacks
+):
+    # given a customer paying for professional through Stripe
+    customer = paid_customer(signup, stripe_sim, plan="professional")
+
+    # when staff upgrade them on the command line
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("customer", "upgrade", "--id", customer.id, "--plan", "enterprise")
+
+    # then Stripe's subscription changed (with proration), and the license followed
+    assert "through Stripe, with proration" in capsys.readouterr().out
+    subscription = Customer.objects.get(customer_id=customer.id).subscription
+    stripe_subscription = stripe_api.subscription_retrieve(subscription.stripe_subscription_id)
+    plan_item = next(
+        item
+        for item in stripe_subscription["items"]["data"]
+        if item["price"]["lookup_key"] == "iotistic_enterprise_monthly"
+    )
+    assert plan_item["price"]["id"] == subscription.stripe_price_id
+    assert subscription.plan == "enterprise"
+    assert LicenseHistory.objects.filter(
+        customer__customer_id=customer.id, action="upgraded", plan="enterprise"
+    ).exists()
+    assert AuditLog.objects.filter(
+        customer__customer_id=customer.id,
+        action="subscription.plan_changed",
+        actor="command:customer upgrade",
+    ).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_customer_upgrade_refuses_a_grant_to_a_paying_customer(signup, stripe_sim):
+    customer = paid_customer(signup, stripe_sim, plan="starter")
+    with pytest.raises(CommandError, match="pays through Stripe"):
+        call_command("customer", "upgrade", "--id", customer.id, "--plan", "enterprise", "--grant")
+    assert Customer.objects.get(customer_id=customer.id).subscription.plan == "starter"

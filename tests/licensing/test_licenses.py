@@ -95,8 +95,8 @@ def test_unchanged_license_is_not_resigned(signup, staff_client):
 
 def test_plan_change_resigns_and_logs_upgrade_then_downgrade(signup, staff_client):
     customer = signup()
-    call_command("customer", "upgrade", "--id", customer.id, "--plan", "professional")
-    call_command("customer", "upgrade", "--id", customer.id, "--plan", "starter")
+    call_command("customer", "upgrade", "--id", customer.id, "--plan", "professional", "--grant")
+    call_command("customer", "upgrade", "--id", customer.id, "--plan", "starter", "--grant")
     history = staff_client.get(f"/api/licenses/{customer.id}/history").json()
 
     actions = [(row["action"], row["plan"]) for row in history["history"]]

@@ -5,9 +5,14 @@ from django.core.management.base import BaseCommand, CommandError
 from core.errors import ApplicationError
 from core.plans import ASSIGNABLE_PLANS
 from customers.models import Customer
+from licensing.services import license_get_or_issue
 from lifecycle.entitlements import subscription_grant_plan
 from lifecycle.offboarding import DeactivationOptions, customer_deactivate
+from lifecycle.plan_changes import subscription_change_plan
 from lifecycle.signup import customer_signup
+
+# A subscription Stripe bills: its plan changes go through Stripe.
+PAID_STATUSES = ("active", "past_due")
 
 
 class Command(BaseCommand):
@@ -32,11 +37,19 @@ class Command(BaseCommand):
 
         upgrade = sub.add_parser(
             "upgrade",
-            help="Put a customer on a plan by hand (active for 30 days) and re-issue the license. "
-            "Paid plans normally change through Stripe Checkout instead.",
+            help="Change a customer's plan. With a Stripe subscription: through Stripe, as the "
+            "API's upgrade does (proration, license re-signed, instance redeployed). Without "
+            "one: only with --grant, which puts the customer on the plan by hand for 30 days "
+            "without payment (audited as a grant).",
         )
         upgrade.add_argument("--id", required=True, dest="customer_id", help="cust_... id.")
         upgrade.add_argument("--plan", required=True, choices=ASSIGNABLE_PLANS, help="New plan.")
+        upgrade.add_argument(
+            "--grant",
+            action="store_true",
+            help="Grant the plan without Stripe (no payment); for customers without a paid "
+            "Stripe subscription.",
+        )
 
         deactivate = sub.add_parser(
             "deactivate",
@@ -89,17 +102,46 @@ class Command(BaseCommand):
         self.stdout.write(f"  license:    {result.license.token}")
 
     def _upgrade(self, options):
-        customer = Customer.objects.filter(customer_id=options["customer_id"]).first()
+        customer = (
+            Customer.objects.select_related("subscription")
+            .filter(customer_id=options["customer_id"])
+            .first()
+        )
         if customer is None:
             raise CommandError(f"No customer {options['customer_id']}")
+        subscription = customer.subscription
+        paid = subscription.stripe_subscription_id and subscription.status in PAID_STATUSES
+        actor = "command:customer upgrade"
         try:
-            subscription, issued = subscription_grant_plan(customer=customer, plan=options["plan"])
+            if paid and options["grant"]:
+                raise CommandError(
+                    f"{customer.customer_id} pays through Stripe; Stripe's webhooks would undo a "
+                    "grant. Drop --grant to change the plan through Stripe."
+                )
+            if paid:
+                subscription = subscription_change_plan(
+                    customer=customer, new_plan=options["plan"], actor=actor
+                )
+                how = "through Stripe, with proration"
+            elif options["grant"]:
+                subscription, _ = subscription_grant_plan(
+                    customer=customer, plan=options["plan"], actor=actor
+                )
+                how = "granted by staff without payment"
+            else:
+                raise CommandError(
+                    f"{customer.customer_id} has no paid Stripe subscription. Start a checkout "
+                    "(POST /api/subscriptions/checkout), or pass --grant to put them on the plan "
+                    "without payment."
+                )
+            # the license as it is now (re-signed by the change; fresh rows, not the ones above)
+            issued = license_get_or_issue(customer=Customer.objects.get(pk=customer.pk))
         except ApplicationError as exc:
             raise CommandError(exc.message) from exc
         self.stdout.write(
             self.style.SUCCESS(
-                f"{customer.customer_id} now on {subscription.plan} ({subscription.status}); "
-                f"maxDevices {issued.claims['features']['maxDevices']}"
+                f"{customer.customer_id} now on {subscription.plan} ({subscription.status}), "
+                f"{how}; maxDevices {issued.claims['features']['maxDevices']}"
             )
         )
 
