@@ -23,6 +23,7 @@ from usage.serializers import (
     HistoryQuery,
     ReportInput,
     consumption_out,
+    instance_out,
     report_out,
     report_outcome_out,
     totals_out,
@@ -121,7 +122,9 @@ class UsageHistoryView(APIView):
         ],
         responses={200: OpenApiTypes.OBJECT},
         description="Reports older than the raw retention are rolled up into the daily "
-        "series and no longer listed one by one.",
+        "series and no longer listed one by one. `instances` says, per instance with raw "
+        "reports in the window, which meters it reports (`devices`, `mqtt`, `http`, "
+        "`storage`) and which fields it never sent (not measured, counted as none).",
     )
     def get(self, request, customer_id: str):
         customer = customer_get_for(user=request.user, customer_id=customer_id)
@@ -139,6 +142,7 @@ class UsageHistoryView(APIView):
                 "to": (history.end_day - timedelta(days=1)).isoformat(),
                 "totals": totals_out(history.totals),
                 "daily": [{"date": day.isoformat(), **totals_out(t)} for day, t in history.daily],
+                "instances": [instance_out(i) for i in history.instances],
                 "reports": [report_out(r) for r in page],
                 "pagination": paginator.pagination_meta(),
             }

@@ -6,9 +6,13 @@ Rules (written for people in the README, "Usage reporting" and "Consumption bill
   report's (by `reported_at`) of the same instance; the first report of an instance, and a
   report after a reset (any counter lower than before, or a different `started_at`),
   counts in full. A delta belongs to the UTC day of the report that carries it.
+- A counter may be absent (None: not measured by the instance). It adds nothing and resets
+  nothing: the next report that measures it is compared with the last one that did (the
+  instance's *baseline*, `carry`). An instance that never measured traffic has none.
 - Gauges hold from their report until the instance's next report, at most GAP_CAP: a
-  silent instance does not invent device-hours or storage. The customer's gauge is the sum
-  over its instances; peaks and integrals are of that sum, split at UTC midnights.
+  silent instance does not invent device-hours or storage. An absent storage gauge holds
+  nothing (zero until the next report). The customer's gauge is the sum over its
+  instances; peaks and integrals are of that sum, split at UTC midnights.
 - Units are decimal: GB = 10^9 bytes, MB = 10^6 bytes (`postgres_size_mb`), kB = 10^3.
 - A billing period is metered in whole UTC days: [day of start, day of end).
 - Overage per meter, in integer cents, rounded ROUND_HALF_UP once per meter.
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
@@ -52,7 +56,7 @@ class Point:
 
     instance_id: str
     at: int
-    counters: tuple[int, ...]  # in COUNTER_FIELDS order
+    counters: tuple[int | None, ...]  # in COUNTER_FIELDS order; None: not measured
     active_devices: int = 0
     total_devices: int = 0
     storage_kb: int = 0
@@ -64,10 +68,15 @@ class Point:
         return cls(
             instance_id=report.instance_id,
             at=_epoch(report.reported_at),
-            counters=tuple(int(getattr(report, name)) for name in COUNTER_FIELDS),
+            counters=tuple(
+                None if (value := getattr(report, name)) is None else int(value)
+                for name in COUNTER_FIELDS
+            ),
             active_devices=report.active_devices,
             total_devices=report.total_devices,
-            storage_kb=int(Decimal(report.postgres_size_mb) * KB_PER_MB),
+            storage_kb=0
+            if report.postgres_size_mb is None
+            else int(Decimal(report.postgres_size_mb) * KB_PER_MB),
             started_at=_epoch(report.started_at) if report.started_at else None,
         )
 
@@ -145,19 +154,44 @@ class UsageTotals:
             return Decimal(self.storage_kb_seconds) / KB_PER_GB / period_seconds
 
 
-def counter_deltas(previous: Point | None, current: Point) -> tuple[int, ...]:
-    """What `current` adds: its counters minus the previous report's, or all of them after
-    a reset. Any decrease resets every counter (a restart zeroes them all)."""
-    if previous is None:
-        return current.counters
-    restarted = (
+def _restarted(previous: Point, current: Point) -> bool:
+    """A reset: a different `started_at`, or any counter measured in both lower than before."""
+    if (
         current.started_at is not None
         and previous.started_at is not None
         and current.started_at != previous.started_at
+    ):
+        return True
+    return any(
+        c is not None and p is not None and c < p
+        for c, p in zip(current.counters, previous.counters, strict=True)
     )
-    if restarted or any(c < p for c, p in zip(current.counters, previous.counters, strict=True)):
-        return current.counters
-    return tuple(c - p for c, p in zip(current.counters, previous.counters, strict=True))
+
+
+def counter_deltas(previous: Point | None, current: Point) -> tuple[int, ...]:
+    """What `current` adds: its counters minus the previous report's (the baseline, see
+    `carry`), or all of them after a reset. Any decrease resets every counter (a restart
+    zeroes them all). A counter `current` does not measure adds 0; one the baseline never
+    measured counts in full."""
+    if previous is None or _restarted(previous, current):
+        return tuple(c or 0 for c in current.counters)
+    return tuple(
+        0 if c is None else c if p is None else c - p
+        for c, p in zip(current.counters, previous.counters, strict=True)
+    )
+
+
+def carry(previous: Point | None, current: Point) -> Point:
+    """The baseline after `current`: its own values, and for each counter it did not
+    measure the last measured value (none after a reset: the counter restarted at zero)."""
+    if previous is None or all(c is not None for c in current.counters):
+        return current
+    restarted = _restarted(previous, current)
+    counters = tuple(
+        c if c is not None or restarted else p
+        for c, p in zip(current.counters, previous.counters, strict=True)
+    )
+    return replace(current, counters=counters)
 
 
 def daily_usage(
@@ -170,8 +204,9 @@ def daily_usage(
 ) -> dict[date, UsageTotals]:
     """Usage per UTC day in [first_day, end_day) of one customer.
 
-    `points` are the customer's reports inside the window; `predecessors` the latest
-    report of each instance before it (what the first delta and interval start from).
+    `points` are the customer's reports inside the window; `predecessors` the baseline of
+    each instance before it (its latest report, carrying the last measured value of each
+    counter that report left out: what the first delta and interval start from).
     Gauge time is counted up to `until` (epoch seconds, e.g. now), never into the future.
     Days with neither reports nor gauge time are left out.
     """
@@ -196,7 +231,7 @@ def daily_usage(
             totals.report_count += 1
             for name, delta in zip(COUNTER_FIELDS, counter_deltas(previous, point), strict=True):
                 setattr(totals, name, getattr(totals, name) + delta)
-            previous = point
+            previous = carry(previous, point)
         chain = ([predecessors[instance_id]] if instance_id in predecessors else []) + reports
         cap = int(GAP_CAP.total_seconds())
         for index, point in enumerate(chain):

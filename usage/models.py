@@ -24,6 +24,16 @@ COUNTER_FIELDS = (
 )
 # Point-in-time values of a report.
 GAUGE_FIELDS = ("active_devices", "total_devices", "postgres_size_mb", "postgres_row_count")
+# What a report may leave out: an absent counter is not measured (it neither resets nor
+# adds), an absent gauge holds nothing. Devices are always reported.
+OPTIONAL_FIELDS = (*COUNTER_FIELDS, "postgres_size_mb", "postgres_row_count")
+# The meters an instance can report, and the fields that report each.
+METER_FIELDS = {
+    "devices": ("active_devices", "total_devices"),
+    "mqtt": COUNTER_FIELDS[:4],
+    "http": COUNTER_FIELDS[4:],
+    "storage": ("postgres_size_mb", "postgres_row_count"),
+}
 
 
 class UsageReport(models.Model):
@@ -43,16 +53,18 @@ class UsageReport(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     active_devices = models.PositiveIntegerField()
     total_devices = models.PositiveIntegerField()
-    mqtt_messages_published = models.PositiveBigIntegerField()
-    mqtt_messages_received = models.PositiveBigIntegerField()
-    mqtt_bytes_sent = models.PositiveBigIntegerField()
-    mqtt_bytes_received = models.PositiveBigIntegerField()
-    http_requests = models.PositiveBigIntegerField()
-    http_bytes_sent = models.PositiveBigIntegerField()
-    http_bytes_received = models.PositiveBigIntegerField()
+    # Traffic and storage are optional (instances of the guide's era report devices only):
+    # NULL means "not measured by this instance", never zero (see usage/metering.py).
+    mqtt_messages_published = models.PositiveBigIntegerField(null=True, blank=True)
+    mqtt_messages_received = models.PositiveBigIntegerField(null=True, blank=True)
+    mqtt_bytes_sent = models.PositiveBigIntegerField(null=True, blank=True)
+    mqtt_bytes_received = models.PositiveBigIntegerField(null=True, blank=True)
+    http_requests = models.PositiveBigIntegerField(null=True, blank=True)
+    http_bytes_sent = models.PositiveBigIntegerField(null=True, blank=True)
+    http_bytes_received = models.PositiveBigIntegerField(null=True, blank=True)
     # MB = 10^6 bytes, kept to the kB.
-    postgres_size_mb = models.DecimalField(max_digits=13, decimal_places=3)
-    postgres_row_count = models.PositiveBigIntegerField()
+    postgres_size_mb = models.DecimalField(max_digits=13, decimal_places=3, null=True, blank=True)
+    postgres_row_count = models.PositiveBigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-reported_at", "-id"]

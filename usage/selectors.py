@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import reduce
 
 from django.db.models import (
     BooleanField,
     Case,
+    Count,
     Exists,
     F,
     IntegerField,
+    Max,
     OuterRef,
     Q,
     QuerySet,
@@ -26,7 +30,14 @@ from django.utils import timezone
 from core import plans
 from customers.models import Customer
 from usage import metering
-from usage.models import CustomerUsage, UsageDaily, UsageReport, UsageRollupCursor
+from usage.models import (
+    COUNTER_FIELDS,
+    METER_FIELDS,
+    CustomerUsage,
+    UsageDaily,
+    UsageReport,
+    UsageRollupCursor,
+)
 
 
 def rolled_until() -> date | None:
@@ -46,8 +57,10 @@ def raw_points(
 
 def raw_predecessors(
     *, customer_pk: int, before: datetime
-) -> dict[str, tuple[metering.Point, int]]:
-    """The latest raw report of each of the customer's instances before `before`."""
+) -> dict[str, tuple[metering.Point, frozenset[int]]]:
+    """The baseline of each of the customer's instances before `before`: its latest raw
+    report, carrying the last measured value of each counter that report left out (see
+    metering.carry), with the ids of the rows it is made of."""
     latest = (
         UsageReport.objects.filter(customer_id=customer_pk, reported_at__lt=before)
         .annotate(
@@ -57,7 +70,67 @@ def raw_predecessors(
         )
         .filter(rank=1)
     )
-    return {r.instance_id: (metering.Point.of(r), r.pk) for r in latest}
+    baselines = {r.instance_id: (metering.Point.of(r), frozenset([r.pk])) for r in latest}
+    missing = {
+        instance: [i for i, value in enumerate(point.counters) if value is None]
+        for instance, (point, _) in baselines.items()
+    }
+    missing = {instance: indexes for instance, indexes in missing.items() if indexes}
+    if missing:
+        baselines.update(_carried(customer_pk, before, baselines, missing))
+    return baselines
+
+
+def _carried(
+    customer_pk: int,
+    before: datetime,
+    baselines: dict[str, tuple[metering.Point, frozenset[int]]],
+    missing: dict[str, list[int]],
+) -> dict[str, tuple[metering.Point, frozenset[int]]]:
+    """Fill the counters the latest reports left out from the instances' earlier reports,
+    newest first, stopping at a restart (a different `started_at`). Only instances that
+    left something out pay for this query; one that never measured a counter finds none."""
+    wanted = {name for indexes in missing.values() for name in (COUNTER_FIELDS[i] for i in indexes)}
+    earlier = (
+        UsageReport.objects.filter(
+            customer_id=customer_pk, instance_id__in=list(missing), reported_at__lt=before
+        )
+        .filter(reduce(operator.or_, (Q(**{f"{name}__isnull": False}) for name in wanted)))
+        .order_by("instance_id", "-reported_at")
+        .only("id", "instance_id", "started_at", *wanted)
+    )
+    filled: dict[str, tuple[metering.Point, frozenset[int]]] = {}
+    counters = {instance: list(baselines[instance][0].counters) for instance in missing}
+    rows = {instance: set(baselines[instance][1]) for instance in missing}
+    for row in earlier.iterator(chunk_size=500):
+        indexes, latest = missing[row.instance_id], baselines[row.instance_id][0]
+        if not indexes:
+            continue
+        started = int(row.started_at.timestamp()) if row.started_at else None
+        if started is not None and latest.started_at is not None and started != latest.started_at:
+            indexes.clear()  # before a restart: those values no longer count
+            continue
+        for i in list(indexes):
+            value = getattr(row, COUNTER_FIELDS[i])
+            if value is not None:
+                counters[row.instance_id][i] = int(value)
+                rows[row.instance_id].add(row.pk)
+                indexes.remove(i)
+    for instance in missing:
+        point = baselines[instance][0]
+        filled[instance] = (
+            metering.Point(
+                instance_id=point.instance_id,
+                at=point.at,
+                counters=tuple(counters[instance]),
+                active_devices=point.active_devices,
+                total_devices=point.total_devices,
+                storage_kb=point.storage_kb,
+                started_at=point.started_at,
+            ),
+            frozenset(rows[instance]),
+        )
+    return filled
 
 
 def usage_days(
@@ -113,12 +186,56 @@ def usage_consumption(
 
 
 @dataclass(frozen=True)
+class InstanceMeters:
+    """Which meters one instance reported in a window: a meter is reported when any of its
+    fields was (usage.models.METER_FIELDS); `unmeasured` lists the fields never sent."""
+
+    instance_id: str
+    reports: int
+    last_reported_at: datetime
+    meters: tuple[str, ...]
+    unmeasured: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class UsageHistory:
     first_day: date
     end_day: date  # exclusive
     daily: list[tuple[date, metering.UsageTotals]]  # every day, oldest first
     totals: metering.UsageTotals
     reports: QuerySet[UsageReport]  # raw reports of the window still kept, newest first
+    instances: list[InstanceMeters]  # instances with raw reports in the window, by id
+
+
+def instance_meters(*, customer: Customer, start: datetime, end: datetime) -> list[InstanceMeters]:
+    """Per instance with raw reports in [start, end): how many, the latest, and which meters
+    it reports (one grouped query; COUNT of a column counts its non-NULL values)."""
+    fields = sorted({name for names in METER_FIELDS.values() for name in names})
+    rows = (
+        UsageReport.objects.filter(customer=customer, reported_at__gte=start, reported_at__lt=end)
+        .order_by("instance_id")
+        .values("instance_id")
+        .annotate(
+            _reports=Count("id"),
+            _last=Max("reported_at"),
+            **{f"_n_{name}": Count(name) for name in fields},
+        )
+    )
+    result = []
+    for row in rows:
+        measured = {name for name in fields if row[f"_n_{name}"]}
+        result.append(
+            InstanceMeters(
+                instance_id=row["instance_id"],
+                reports=row["_reports"],
+                last_reported_at=row["_last"],
+                meters=tuple(
+                    meter for meter, names in METER_FIELDS.items() if measured & set(names)
+                ),
+                unmeasured=tuple(name for name in fields if name not in measured),
+            )
+        )
+    return result
 
 
 def usage_history(*, customer: Customer, days: int, today: date | None = None) -> UsageHistory:
@@ -132,10 +249,10 @@ def usage_history(*, customer: Customer, days: int, today: date | None = None) -
         for day in (first_day + timedelta(days=n) for n in range(days))
     ]
     raw_from = max(first_day, rolled_until() or first_day)
+    raw_start = datetime.fromtimestamp(metering.day_start(raw_from), tz=UTC)
+    raw_end = datetime.fromtimestamp(metering.day_start(end_day), tz=UTC)
     reports = UsageReport.objects.filter(
-        customer=customer,
-        reported_at__gte=datetime.fromtimestamp(metering.day_start(raw_from), tz=UTC),
-        reported_at__lt=datetime.fromtimestamp(metering.day_start(end_day), tz=UTC),
+        customer=customer, reported_at__gte=raw_start, reported_at__lt=raw_end
     ).order_by("-reported_at", "-id")
     return UsageHistory(
         first_day=first_day,
@@ -143,6 +260,7 @@ def usage_history(*, customer: Customer, days: int, today: date | None = None) -
         daily=daily,
         totals=metering.UsageTotals.combine(t for _, t in daily),
         reports=reports,
+        instances=instance_meters(customer=customer, start=raw_start, end=raw_end),
     )
 
 

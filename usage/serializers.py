@@ -84,11 +84,16 @@ class JsonNumberField(serializers.Field):
 
 
 def _counter(**kwargs) -> JsonIntegerField:
-    return JsonIntegerField(min_value=0, max_value=MAX_COUNTER, **kwargs)
+    """A cumulative counter; optional (absent: not measured by this instance)."""
+    return JsonIntegerField(min_value=0, max_value=MAX_COUNTER, required=False, **kwargs)
 
 
 class ReportInput(StrictSerializer):
-    """The guide's body, plus `report_id`, `reported_at` and `started_at` (optional)."""
+    """The guide's body, plus `report_id`, `reported_at` and `started_at` (optional).
+
+    Only `customer_id`, `instance_id` and the two device counts are required: every traffic
+    counter and storage gauge may be left out by an instance that does not measure it.
+    """
 
     customer_id = JsonCharField(max_length=40)
     instance_id = JsonRegexField(
@@ -116,8 +121,10 @@ class ReportInput(StrictSerializer):
     http_requests = _counter()
     http_bytes_sent = _counter()
     http_bytes_received = _counter()
-    postgres_size_mb = JsonNumberField(min_value=Decimal(0), max_value=MAX_SIZE_MB)
-    postgres_row_count = JsonIntegerField(min_value=0, max_value=MAX_ROWS)
+    # Storage gauges are optional too: absent, the instance holds no storage until its next
+    # report that has them.
+    postgres_size_mb = JsonNumberField(min_value=Decimal(0), max_value=MAX_SIZE_MB, required=False)
+    postgres_row_count = JsonIntegerField(min_value=0, max_value=MAX_ROWS, required=False)
 
     def validate_reported_at(self, value):
         now = timezone.now()
@@ -168,8 +175,20 @@ def report_out(report: UsageReport) -> dict:
         "active_devices": report.active_devices,
         "total_devices": report.total_devices,
         **{name: getattr(report, name) for name in COUNTER_FIELDS},
-        "postgres_size_mb": float(report.postgres_size_mb),
+        "postgres_size_mb": None
+        if report.postgres_size_mb is None
+        else float(report.postgres_size_mb),
         "postgres_row_count": report.postgres_row_count,
+    }
+
+
+def instance_out(instance) -> dict:
+    return {
+        "instance_id": instance.instance_id,
+        "reports": instance.reports,
+        "last_reported_at": iso(instance.last_reported_at),
+        "meters": list(instance.meters),
+        "unmeasured": list(instance.unmeasured),
     }
 
 

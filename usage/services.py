@@ -114,7 +114,7 @@ def _insert_ignoring_duplicates(rows: Sequence[dict]) -> set[tuple[str, datetime
 
 
 def _row(customer: Customer, report: Mapping, received_at: datetime) -> dict:
-    row = {name: report[name] for name in _INSERT_FIELDS if name in report}
+    row = {name: report.get(name) for name in _INSERT_FIELDS}  # absent: not measured (NULL)
     row.update(
         customer_id=customer.pk,
         report_id=report.get("report_id"),
@@ -188,11 +188,19 @@ def _rollup_customer_day(customer_pk: int, day: date) -> UsageDaily | None:
         first_day=day,
         end_day=day + timedelta(days=1),
     )
-    # Keep the latest report of each instance: the next delta and interval start there.
-    anchors = {instance: pk for instance, (_, pk) in predecessors.items()}
-    anchors.update({p.instance_id: pk for p, pk in points})  # points are in time order
+    # Keep each instance's baseline: its latest report, and the earlier ones whose counters
+    # it carries (it left them out); the next delta and interval start there.
+    anchors = {instance: rows for instance, (_, rows) in predecessors.items()}
+    baselines = {instance: point for instance, (point, _) in predecessors.items()}
+    for point, pk in points:  # in time order
+        baseline = metering.carry(baselines.get(point.instance_id), point)
+        carried = baseline.counters != point.counters
+        anchors[point.instance_id] = (
+            anchors.get(point.instance_id, frozenset()) | {pk} if carried else frozenset([pk])
+        )
+        baselines[point.instance_id] = baseline
     UsageReport.objects.filter(customer_id=customer_pk, reported_at__lt=end).exclude(
-        pk__in=anchors.values()
+        pk__in=[pk for rows in anchors.values() for pk in rows]
     ).delete()
     if day not in days:
         return None
