@@ -74,11 +74,13 @@ def test_token_of_non_staff_user_is_refused(api_client):
 def test_staff_session_is_accepted_and_non_staff_session_is_not(api_client, signup):
     signup()
     user_model = get_user_model()
-    user_model.objects.create_user("viewer", password="x" * 12, is_staff=False)
-    api_client.login(username="viewer", password="x" * 12)
+    # force_login: a session as the admin's login makes it (the brute-force guard, django-axes,
+    # wants the request that the test client's password login does not pass)
+    viewer = user_model.objects.create_user("viewer", password="x" * 12, is_staff=False)
+    api_client.force_login(viewer)
     assert api_client.get("/api/customers").status_code == 401
-    user_model.objects.create_user("staffer", password="y" * 12, is_staff=True)
-    api_client.login(username="staffer", password="y" * 12)
+    staffer = user_model.objects.create_user("staffer", password="y" * 12, is_staff=True)
+    api_client.force_login(staffer)
     assert api_client.get("/api/customers").status_code == 200
 
 
