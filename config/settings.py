@@ -76,12 +76,27 @@ LICENSE_ISSUER = env.str("LICENSE_ISSUER", default="iotistic-billing")
 LICENSE_AUDIENCE = env.str("LICENSE_AUDIENCE", default="iotistic-instance")
 LICENSE_GRACE_DAYS = env.int("LICENSE_GRACE_DAYS", default=7)
 
+ADMIN_API_TOKEN_MIN_LENGTH = 32
+
+
+def _weak_secret_key(key: str) -> bool:
+    """Django's own test (check --deploy, security.W009): short, repetitive or generated for
+    development."""
+    return len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure-")
+
+
 if not DEBUG:
     missing = [
         name
         for name, value in (("SECRET_KEY", SECRET_KEY), ("ADMIN_API_TOKEN", ADMIN_API_TOKEN))
         if not value
     ]
+    if SECRET_KEY and _weak_secret_key(SECRET_KEY):
+        missing.append("SECRET_KEY (too weak: at least 50 characters, not repetitive)")
+    if ADMIN_API_TOKEN and len(ADMIN_API_TOKEN) < ADMIN_API_TOKEN_MIN_LENGTH:
+        missing.append(
+            f"ADMIN_API_TOKEN (too short: at least {ADMIN_API_TOKEN_MIN_LENGTH} characters)"
+        )
     if not LICENSE_PRIVATE_KEY_PATH.is_file():
         missing.append(
             f"LICENSE_PRIVATE_KEY_PATH (no license private key at {LICENSE_PRIVATE_KEY_PATH}; "
@@ -89,7 +104,7 @@ if not DEBUG:
         )
     if missing:
         raise ImproperlyConfigured(
-            "Production settings (DEBUG is off unless asked for) are missing: "
+            "Production settings (DEBUG is off unless asked for) are missing or too weak: "
             + "; ".join(missing)
             + ". Set them (or NAME_FILE for each secret), or start a development server "
             "instead with: make run"
@@ -128,6 +143,7 @@ AUDIT_LOG_MODEL = "customers.AuditLog"
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "config.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -253,6 +269,16 @@ STORAGES = {
 # ---------------------------------------------------------------- security headers
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# Pages load only this service's own scripts (the API docs' too: config/urls.py serves their
+# start-up script as a file); inline styles are allowed for the admin and the small pages.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+PERMISSIONS_POLICY = (
+    "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"
+)
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 if not DEBUG:

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from config.health import health
 from licensing.api import JwksView
@@ -15,7 +15,9 @@ urlpatterns = [
     path("checkout/success", checkout_success, name="checkout-success"),
     path("checkout/cancel", checkout_cancel, name="checkout-cancel"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # The split view serves Swagger UI's start-up script as a file, so the page needs no inline
+    # script (Content-Security-Policy: script-src 'self').
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path(".well-known/jwks.json", JwksView.as_view(), name="jwks"),
     # lifecycle first: its /api/subscriptions/deactivate etc. before subscriptions/<customer_id>.
     path("api/", include("lifecycle.urls")),

@@ -80,7 +80,7 @@ def test_node_env_production_turns_debug_off(tmp_path):
     result = _settings_value(
         {
             "NODE_ENV": "production",
-            "SECRET_KEY": "x" * 60,
+            "SECRET_KEY": "pX7#kq2!vLm9@zR4&wN8*tB3^yH6$cJ1%fD5(gS0)aE-uI+oP=" + "Q" * 10,
             "ADMIN_API_TOKEN": "t" * 40,
             "LICENSE_PRIVATE_KEY_PATH": str(key),
         },

@@ -92,6 +92,9 @@ def test_customer_rate_limit_is_per_customer(signup, settings):
     assert bob.client.get(f"/api/licenses/{bob.id}").status_code == 200
 
 
+STRONG_SECRET_KEY = "pX7#kq2!vLm9@zR4&wN8*tB3^yH6$cJ1%fD5(gS0)aE-uI+oP=" + "Q" * 10
+
+
 def _run_django(env_overrides: dict, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEBUG", "SECRET_KEY"))}
     env.pop("ADMIN_API_TOKEN", None)
@@ -117,28 +120,30 @@ def test_production_refuses_to_start_without_secrets(tmp_path):
     # one message naming every missing variable, and how to start a development server instead
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("django.core.exceptions.ImproperlyConfigured: Production settings")
-    assert "missing: SECRET_KEY; ADMIN_API_TOKEN; LICENSE_PRIVATE_KEY_PATH" in message
+    assert "too weak: SECRET_KEY; ADMIN_API_TOKEN; LICENSE_PRIVATE_KEY_PATH" in message
     assert message.endswith("start a development server instead with: make run")
 
 
 def test_production_is_the_default(tmp_path):
     result = _run_django({"LICENSE_PRIVATE_KEY_PATH": str(tmp_path / "none.pem")}, "check")
     assert result.returncode != 0
-    assert "Production settings (DEBUG is off unless asked for) are missing" in result.stderr
+    assert "Production settings (DEBUG is off unless asked for) are missing or too weak" in (
+        result.stderr
+    )
 
 
 def test_production_refuses_to_start_without_license_key(tmp_path):
     result = _run_django(
         {
             "DEBUG": "false",
-            "SECRET_KEY": "k" * 60,
+            "SECRET_KEY": STRONG_SECRET_KEY,
             "ADMIN_API_TOKEN": "t" * 64,
             "LICENSE_PRIVATE_KEY_PATH": str(tmp_path / "none.pem"),
         },
         "check",
     )
     assert result.returncode != 0
-    assert "are missing: LICENSE_PRIVATE_KEY_PATH (no license private key at" in result.stderr
+    assert "too weak: LICENSE_PRIVATE_KEY_PATH (no license private key at" in result.stderr
 
 
 def test_production_settings_pass_check_deploy(license_key_paths):
@@ -146,7 +151,7 @@ def test_production_settings_pass_check_deploy(license_key_paths):
     result = _run_django(
         {
             "DEBUG": "false",
-            "SECRET_KEY": "pX7#kq2!vLm9@zR4&wN8*tB3^yH6$cJ1%fD5(gS0)aE-uI+oP=" + "Q" * 10,
+            "SECRET_KEY": STRONG_SECRET_KEY,
             "ADMIN_API_TOKEN": "t" * 64,
             "LICENSE_PRIVATE_KEY_PATH": str(private),
             "LICENSE_PUBLIC_KEY_PATH": str(public),
@@ -159,3 +164,43 @@ def test_production_settings_pass_check_deploy(license_key_paths):
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        pytest.param(
+            {"SECRET_KEY": "k" * 60, "ADMIN_API_TOKEN": "t" * 64},
+            "SECRET_KEY (too weak",
+            id="repetitive-secret-key",
+        ),
+        pytest.param(
+            {"SECRET_KEY": "short-but-varied-!@#", "ADMIN_API_TOKEN": "t" * 64},
+            "SECRET_KEY (too weak",
+            id="short-secret-key",
+        ),
+        pytest.param(
+            {"SECRET_KEY": "django-insecure-" + STRONG_SECRET_KEY, "ADMIN_API_TOKEN": "t" * 64},
+            "SECRET_KEY (too weak",
+            id="development-secret-key",
+        ),
+        pytest.param(
+            {"SECRET_KEY": STRONG_SECRET_KEY, "ADMIN_API_TOKEN": "t" * 31},
+            "ADMIN_API_TOKEN (too short: at least 32 characters)",
+            id="short-admin-token",
+        ),
+    ],
+)
+def test_production_refuses_weak_secrets(license_key_paths, variables, named):
+    private, public = license_key_paths
+    result = _run_django(
+        {
+            "DEBUG": "false",
+            "LICENSE_PRIVATE_KEY_PATH": str(private),
+            "LICENSE_PUBLIC_KEY_PATH": str(public),
+            **variables,
+        },
+        "check",
+    )
+    assert result.returncode != 0
+    assert named in result.stderr
