@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
+from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
@@ -198,8 +200,39 @@ class PageLimitPagination(PageNumberPagination):
         }
 
 
+def _window_counts(current: str, previous: str, timeout: int) -> tuple[int, int]:
+    """Count one request in the `current` window and read the `previous` one's count.
+
+    On Redis one pipelined round trip (SET NX EX, INCR, GET); on other caches (the
+    in-memory one of development) the same with three calls.
+    """
+    backend = getattr(cache, "_cache", None)
+    if isinstance(cache, RedisCache) and backend is not None:
+        key = cache.make_and_validate_key(current)
+        client = backend.get_client(key, write=True)
+        pipe = client.pipeline(transaction=False)
+        pipe.set(key, 0, ex=timeout, nx=True)
+        pipe.incr(key)
+        pipe.get(cache.make_and_validate_key(previous))
+        _, count, before = pipe.execute()
+        return int(count), int(before or 0)
+    cache.add(current, 0, timeout)
+    try:
+        count = cache.incr(current)
+    except ValueError:  # expired between the two calls
+        cache.set(current, 1, timeout)
+        count = 1
+    return count, int(cache.get(previous) or 0)
+
+
 class _WindowThrottle(throttling.SimpleRateThrottle):
-    """SimpleRateThrottle that reads windows like `100/15m` (the guide's 15 minutes).
+    """A sliding-window counter that reads windows like `100/15m` (the guide's 15 minutes).
+
+    DRF's SimpleRateThrottle keeps every request's timestamp in one cache value and
+    rewrites it on each request, so its cost grows with the limit. This keeps one integer
+    per window instead: the estimate is the previous window's count weighted by how much
+    of it still overlaps the last `duration` seconds, plus the current window's count
+    (the usual sliding-window approximation). A refused request is not counted.
 
     The rate is read from settings (RATE_LIMIT_<SCOPE>) on each request rather than
     frozen at import, so it can be changed per deployment and per test.
@@ -207,6 +240,28 @@ class _WindowThrottle(throttling.SimpleRateThrottle):
 
     def get_rate(self):
         return getattr(settings, f"RATE_LIMIT_{self.scope.upper()}")
+
+    def allow_request(self, request, view):
+        if self.rate is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        now = self.timer()
+        window = self.duration
+        index = int(now // window)
+        elapsed = now - index * window
+        current, previous = f"{self.key}:{index}", f"{self.key}:{index - 1}"
+        count, before = _window_counts(current, previous, timeout=2 * window + 1)
+        estimate = before * (1 - elapsed / window) + count
+        if estimate <= self.num_requests:
+            return True
+        cache.decr(current)
+        self._wait = max(1.0, window - elapsed)
+        return False
+
+    def wait(self):
+        return getattr(self, "_wait", None)
 
     def parse_rate(self, rate):
         if rate is None:

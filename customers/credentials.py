@@ -51,15 +51,22 @@ def _hashed_key_create(*, model: type[HashedKey], kind: str, name: str, **owner)
     return IssuedKey(record=record, raw_key=raw_key)
 
 
-def hashed_key_lookup(*, model: type[KeyModel], raw_key: str) -> KeyModel | None:
-    """Find the live key for a presented secret, comparing hashes in constant time."""
+def hashed_key_lookup(
+    *, model: type[KeyModel], raw_key: str, related: tuple[str, ...] = ()
+) -> KeyModel | None:
+    """Find the live key for a presented secret, comparing hashes in constant time.
+
+    One query: the key joined to its owner and to whatever `related` names (the caller's
+    rows of the owner that the request will read, so it need not query them again).
+    """
     prefix, sep, _ = raw_key.rpartition("_")
     if not sep or len(prefix) > 16:
         return None
-    related = "customer" if model is CustomerApiKey else "user"
+    owner = "customer" if model is CustomerApiKey else "user"
     record = (
-        model._default_manager.select_related(related)
+        model._default_manager.select_related(owner, *related)
         .filter(prefix=prefix, revoked_at__isnull=True)
+        .order_by()
         .first()
     )
     if record is None or not hmac.compare_digest(record.key_hash, _hash(raw_key)):

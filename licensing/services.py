@@ -7,6 +7,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -91,8 +92,25 @@ def _history_action(customer: Customer, plan_name: str) -> tuple[str, str | None
     return LicenseHistory.Action.DOWNGRADED, last.plan
 
 
+def _revocation_relation() -> Any:
+    """Customer.license_revocation's relation: tells whether it was loaded on an instance."""
+    return Customer._meta.get_field("license_revocation")
+
+
+def _revocation_of(customer: Customer) -> LicenseRevocation | None:
+    """The customer's revocation: as loaded with the customer in this request when it was
+    (select_related, e.g. with the API key), else read now. Never from a cache that could
+    outlive a revocation."""
+    if _revocation_relation().is_cached(customer):
+        try:
+            return customer.license_revocation
+        except LicenseRevocation.DoesNotExist:
+            return None
+    return LicenseRevocation.objects.filter(customer=customer).first()
+
+
 def _refuse_if_revoked(customer: Customer) -> None:
-    revocation = LicenseRevocation.objects.filter(customer=customer).first()
+    revocation = _revocation_of(customer)
     if revocation is not None:
         raise ApplicationError(
             f"The license of {customer.customer_id} was revoked at {iso(revocation.revoked_at)}"
@@ -213,6 +231,8 @@ def license_revoke(*, customer: Customer, reason: str, actor: str) -> LicenseRev
 def license_restore(*, customer: Customer, actor: str) -> bool:
     """Lift a revocation (reactivation); the next fetch signs a fresh license."""
     deleted, _ = LicenseRevocation.objects.filter(customer=customer).delete()
+    if _revocation_relation().is_cached(customer):  # the customer no longer has one
+        _revocation_relation().delete_cached_value(customer)
     if deleted:
         last = LicenseHistory.objects.filter(customer=customer, action__in=ISSUE_ACTIONS).first()
         LicenseHistory.objects.create(
