@@ -190,6 +190,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # for the lock instead of failing with "database table is locked".
     DATABASES["default"]["TEST"] = {"NAME": f"/tmp/billing-test-{os.getpid()}.sqlite3"}  # noqa: S108
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+# A reused connection is checked before its first use in each request or task, so one the
+# server dropped (a restart, a failover) is replaced instead of failing the request.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
@@ -352,7 +355,8 @@ if REDIS_URL.startswith("rediss://"):
     CELERY_BROKER_USE_SSL = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
-CELERY_RESULT_BACKEND = "django-db"
+# django-celery-results' database backend, reconnecting after a database restart.
+CELERY_RESULT_BACKEND = "config.celery_results:ReconnectingDatabaseBackend"
 CELERY_RESULT_EXTENDED = True
 CELERY_RESULT_EXPIRES = timedelta(days=env.int("CELERY_RESULT_DAYS", default=30))
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -469,6 +473,8 @@ SIMULATED_DEPLOY_FAULTS: dict[str, str] = {}
 # Raw usage reports older than this are rolled up into daily totals (never under 36 days:
 # reports up to 35 days old are still accepted).
 USAGE_RAW_RETENTION_DAYS = env.int("USAGE_RAW_RETENTION_DAYS", default=40)
+# Most reports one POST /api/usage/report/batch may carry (the body limit is 1 MiB).
+USAGE_MAX_BATCH_REPORTS = env.int("USAGE_MAX_BATCH_REPORTS", default=500)
 
 # ---------------------------------------------------------------- email
 EMAIL_BACKEND = env.str(
