@@ -22,10 +22,12 @@ from usage.serializers import (
     BatchInput,
     HistoryQuery,
     ReportInput,
+    batch_validate,
     consumption_out,
     instance_out,
     report_out,
     report_outcome_out,
+    report_validate,
     totals_out,
 )
 
@@ -66,11 +68,8 @@ class UsageReportView(APIView):
     )
     def post(self, request):
         _limit_body(request, MAX_REPORT_BYTES)
-        data = ReportInput(data=request.data)
-        data.is_valid(raise_exception=True)
-        outcome = services.usage_report_record(
-            customer=request.user.customer, report=data.validated_data
-        )
+        report = report_validate(request)
+        outcome = services.usage_report_record(customer=request.user.customer, report=report)
         return Response(
             {"accepted": True, **report_outcome_out(outcome)},
             status=status.HTTP_200_OK if outcome.duplicate else status.HTTP_201_CREATED,
@@ -92,10 +91,8 @@ class UsageReportBatchView(APIView):
     )
     def post(self, request):
         _limit_body(request, MAX_BATCH_BYTES)
-        data = BatchInput(data=request.data)
-        data.is_valid(raise_exception=True)
         outcomes = services.usage_reports_record(
-            customer=request.user.customer, reports=data.validated_data["reports"]
+            customer=request.user.customer, reports=batch_validate(request)
         )
         duplicates = sum(o.duplicate for o in outcomes)
         return Response(
