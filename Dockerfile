@@ -40,7 +40,7 @@ RUN DEBUG=true LICENSE_PRIVATE_KEY_PATH=/tmp/k/private.pem LICENSE_PUBLIC_KEY_PA
 USER billing
 EXPOSE 3100
 HEALTHCHECK --interval=30s --timeout=5s --retries=3 \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:3100/health', timeout=4)"
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:3100/health/live', timeout=4)"
 # --timeout stays above the longest Stripe call (settings: STRIPE_*_TIMEOUT_SECONDS).
 CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:3100", "--workers", "3", \
      "--timeout", "60", "--access-logfile", "-", "--forwarded-allow-ips", "*"]

@@ -288,7 +288,7 @@ if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     # Probes from Kubernetes and load balancers speak plain HTTP inside the cluster.
-    SECURE_REDIRECT_EXEMPT = [r"^health$"]
+    SECURE_REDIRECT_EXEMPT = [r"^health(/live|/ready)?$"]
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
@@ -394,6 +394,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Every hour: roll raw usage reports older than USAGE_RAW_RETENTION_DAYS into daily
     # totals (does nothing until another day crosses the cutoff).
     "usage-rollup": {"task": "usage.usage_rollup_task", "schedule": 3600.0},
+    # Every 30 s: a worker runs it to show workers are consuming (config/health.py).
+    "worker-heartbeat": {"task": "config.worker_heartbeat_task", "schedule": 30.0},
     # Every 5 minutes: refunds left pending by a crash or an outage, resent with their key.
     "refund-reconcile": {"task": "subscriptions.refund_reconcile_task", "schedule": 300.0},
 }
@@ -404,6 +406,8 @@ DEPLOYMENT_QUEUED_STALE_SECONDS = env.int("DEPLOYMENT_QUEUED_STALE_SECONDS", def
 DEPLOYMENT_RUNNING_STALE_SECONDS = env.int(
     "DEPLOYMENT_RUNNING_STALE_SECONDS", default=CELERY_TASK_TIME_LIMIT + 60
 )
+# A worker heartbeat older than this means no worker is consuming (worker_health fails).
+WORKER_HEARTBEAT_STALE_SECONDS = env.int("WORKER_HEARTBEAT_STALE_SECONDS", default=180)
 # Seconds GET /api/queue/stats waits for the workers' answers.
 QUEUE_STATS_INSPECT_TIMEOUT = env.float("QUEUE_STATS_INSPECT_TIMEOUT", default=1.0)
 

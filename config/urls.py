@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from config.health import health
+from config import health
 from licensing.api import JwksView
 from subscriptions.views import checkout_cancel, checkout_success
 
@@ -10,7 +10,9 @@ admin.site.site_header = "Iotistic Billing"
 admin.site.site_title = "Iotistic Billing"
 
 urlpatterns = [
-    path("health", health, name="health"),
+    path("health", health.health, name="health"),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
     path("admin/", admin.site.urls),
     path("checkout/success", checkout_success, name="checkout-success"),
     path("checkout/cancel", checkout_cancel, name="checkout-cancel"),

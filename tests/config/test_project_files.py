@@ -107,6 +107,8 @@ def test_dockerfile_runs_gunicorn_as_non_root_on_3100():
     assert "gunicorn" in dockerfile
     assert "3100" in dockerfile
     assert "collectstatic" in dockerfile
+    # the image's health check is liveness: a database outage must not restart the container
+    assert "/health/live" in dockerfile
 
 
 def test_make_run_serves_with_the_project_processes():

@@ -285,8 +285,11 @@ def test_billing_web_is_served_on_3100_behind_ingress(billing_manifests):
     }
 
     assert web["ports"] == [{"name": "http", "containerPort": 3100, "protocol": "TCP"}]
-    assert web["readinessProbe"]["httpGet"]["path"] == "/health"
-    assert web["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert web["startupProbe"]["httpGet"]["path"] == "/health/ready"
+    assert web["readinessProbe"]["httpGet"]["path"] == "/health/ready"
+    assert web["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    worker = containers(find(billing_manifests, "Deployment", "billing-worker"))[0]
+    assert worker["livenessProbe"]["exec"]["command"] == ["python", "manage.py", "worker_health"]
     assert service["spec"]["ports"][0]["port"] == 3100
     assert ingress["spec"]["rules"][0]["host"] == "billing.example.net"
     assert paths["/"] == {"name": "billing-web", "port": {"name": "http"}}
