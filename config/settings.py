@@ -401,8 +401,9 @@ CELERY_BEAT_SCHEDULE: dict = {
 }
 QUEUE_MAX_RETRY = env.int("QUEUE_MAX_RETRY", default=3)
 QUEUE_BACKOFF_DELAY_MS = env.int("QUEUE_BACKOFF_DELAY", default=5000)
-# Outbox sweep: jobs queued this long were lost; runs silent this long died with their worker.
-DEPLOYMENT_QUEUED_STALE_SECONDS = env.int("DEPLOYMENT_QUEUED_STALE_SECONDS", default=300)
+# Outbox sweep (every minute): a job still queued this long after it was due (enqueued, or its
+# retry's backoff ended) was lost; a run silent this long died with its worker.
+DEPLOYMENT_QUEUED_STALE_SECONDS = env.int("DEPLOYMENT_QUEUED_STALE_SECONDS", default=60)
 DEPLOYMENT_RUNNING_STALE_SECONDS = env.int(
     "DEPLOYMENT_RUNNING_STALE_SECONDS", default=CELERY_TASK_TIME_LIMIT + 60
 )

@@ -42,6 +42,9 @@ class Deployment(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When a job queued for a retry is due (its backoff ends); the sweep counts a retry as
+    # lost only once this has passed, not while the job waits out its backoff.
+    retry_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

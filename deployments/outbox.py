@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.db.models import Q
 from django.utils import timezone
 
 from deployments.models import Deployment
@@ -27,8 +28,9 @@ class SweepResult:
 def deployment_sweep(*, publish: Callable[[Deployment], None], limit: int = 100) -> SweepResult:
     """Re-enqueue the jobs that the broker lost; run every minute by beat.
 
-    1. Queued (or deleting) for longer than queued_stale_after(): the publish after commit
-       was lost (the process died between commit and publish, or Redis was down). Publish
+    1. Still queued (or deleting) queued_stale_after() after it was due (its enqueue, or the
+       end of its retry's backoff, `retry_at`): the publish after commit or the retry's
+       delayed message was lost (the process died in between, or Redis was down). Publish
        again with the same task id: if the first message turns up after all, whichever
        copy runs first claims the record and the other finds it taken.
     2. Deploying with no heartbeat for running_stale_after(): the run died with its whole
@@ -39,16 +41,19 @@ def deployment_sweep(*, publish: Callable[[Deployment], None], limit: int = 100)
     """
     now = timezone.now()
     republished = restarted = 0
-    waiting = Deployment.objects.filter(
-        status__in=(Status.QUEUED, Status.DELETING), updated_at__lt=now - queued_stale_after()
-    ).order_by("updated_at")[:limit]
+    lost_since = now - queued_stale_after()
+    waiting = (
+        Deployment.objects.filter(status__in=(Status.QUEUED, Status.DELETING))
+        .filter(Q(retry_at__isnull=True, updated_at__lt=lost_since) | Q(retry_at__lt=lost_since))
+        .order_by("updated_at")[:limit]
+    )
     for deployment in waiting:
         bumped = Deployment.objects.filter(
             pk=deployment.pk,
             status=deployment.status,
             celery_task_id=deployment.celery_task_id,
             updated_at=deployment.updated_at,
-        ).update(updated_at=now)
+        ).update(updated_at=now, retry_at=None)
         if bumped:
             logger.warning(
                 "Re-enqueuing %s, %s since %s",

@@ -54,13 +54,13 @@ def max_attempts() -> int:
 
 
 def queued_stale_after() -> timedelta:
-    """How long a record may wait queued before its message counts as lost.
+    """How long a record may stay queued after it was due before its message counts as lost.
 
-    Never shorter than twice the longest retry backoff, because a record waiting out its
-    backoff is queued too.
+    Due: when it was enqueued, or for a retry when its backoff ends (`retry_at`), so a record
+    waiting out its backoff is never taken for lost, and a lost retry is found a sweep (a
+    minute) after this.
     """
-    configured = float(settings.DEPLOYMENT_QUEUED_STALE_SECONDS)
-    return timedelta(seconds=max(configured, 2 * backoff_seconds(max_attempts())))
+    return timedelta(seconds=float(settings.DEPLOYMENT_QUEUED_STALE_SECONDS))
 
 
 def running_stale_after() -> timedelta:
@@ -99,6 +99,7 @@ def _claim(
         progress=0,
         started_at=now,
         finished_at=None,
+        retry_at=None,
         updated_at=now,
     )
     if claimed:
@@ -120,7 +121,11 @@ def _claim(
 def _progress_writer(
     deployment: Deployment, task_id: str, on_progress: kubernetes.Progress | None
 ) -> kubernetes.Progress:
-    """Progress goes to the record (also the heartbeat) and then to the Celery task state."""
+    """Progress goes to the record (also the heartbeat) and then to the Celery task state.
+
+    The record is the truth and its write must succeed; the Celery state and event (Flower)
+    are a view of it, so their failure (a Redis blip) is logged and never fails the job.
+    """
     owned = _owned(deployment.pk, task_id, deployment.operation)
 
     def report(percent: int, step: str) -> None:
@@ -131,7 +136,16 @@ def _progress_writer(
         if not rows:
             raise JobNotOwned(f"Deployment {deployment.pk} was taken over during {step!r}.")
         if on_progress is not None:
-            on_progress(percent, step)
+            try:
+                on_progress(percent, step)
+            except Exception:  # the broker or result backend is away; the record is written
+                logger.warning(
+                    "Progress of %s not published (%s%% %s)",
+                    deployment.namespace,
+                    percent,
+                    step,
+                    exc_info=True,
+                )
 
     return report
 
@@ -162,7 +176,10 @@ def _record_failure(
             raise JobNotOwned(f"Deployment {deployment.pk} was taken over.") from exc
         logger.warning("Deployment %s failed for good: %s", deployment.namespace, message)
         raise JobFailed(message) from exc
-    if not running.update(status=retry_status, last_error=message, progress=0, updated_at=now):
+    retry_at = now + timedelta(seconds=backoff_seconds(deployment.attempts - 1))
+    if not running.update(
+        status=retry_status, last_error=message, progress=0, retry_at=retry_at, updated_at=now
+    ):
         raise JobNotOwned(f"Deployment {deployment.pk} was taken over.") from exc
     logger.info(
         "Deployment %s attempt %s failed, will retry: %s",

@@ -46,6 +46,7 @@ def _restart(deployment: Deployment, *, operation: str, status: str) -> None:
     deployment.celery_task_id = str(uuid.uuid4())
     deployment.started_at = None
     deployment.finished_at = None
+    deployment.retry_at = None
     deployment.save(
         update_fields=[
             "operation",
@@ -55,6 +56,7 @@ def _restart(deployment: Deployment, *, operation: str, status: str) -> None:
             "celery_task_id",
             "started_at",
             "finished_at",
+            "retry_at",
             "updated_at",
         ]
     )

@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+import redis
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
@@ -382,3 +383,88 @@ def test_queue_stats_answer_503_when_the_broker_cannot_be_reached(staff_client):
 
     assert response.status_code == 503
     assert response.json()["error"] == "Queue unavailable"
+
+
+def test_a_progress_update_that_cannot_be_published_does_not_fail_the_job(signup):
+    # given a queued job whose Celery progress (state and event) cannot reach Redis
+    deployment = Deployment.objects.get(customer__customer_id=signup().id)
+    Deployment.objects.filter(pk=deployment.pk).update(status="queued", attempts=0)
+    published: list[int] = []
+
+    def broker_away(percent: int, step: str) -> None:
+        published.append(percent)
+        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    # when the run reports its progress
+    done = runs.deployment_deploy_run(
+        deployment_id=deployment.pk,
+        task_id=deployment.celery_task_id,
+        in_process=True,
+        on_progress=broker_away,
+    )
+
+    # then every step was tried, the record kept its progress, and the job finished
+    assert len(published) >= 3
+    assert (done.status, done.progress, done.attempts, done.last_error) == ("deployed", 100, 1, "")
+
+
+def test_a_failed_attempt_records_when_its_retry_is_due(signup, settings):
+    settings.SIMULATED_DEPLOY_FAULTS = {"*": "error"}
+    settings.QUEUE_BACKOFF_DELAY_MS = 5000
+    deployment = Deployment.objects.get(customer__customer_id=signup().id)
+    Deployment.objects.filter(pk=deployment.pk).update(status="queued", attempts=0)
+
+    before = timezone.now()
+    with pytest.raises(runs.JobWillRetry):
+        runs.deployment_deploy_run(
+            deployment_id=deployment.pk, task_id=deployment.celery_task_id, in_process=True
+        )
+
+    deployment.refresh_from_db()
+    assert deployment.status == "queued"
+    # first retry after QUEUE_BACKOFF_DELAY (5 s)
+    assert timedelta(seconds=4) < deployment.retry_at - before < timedelta(seconds=6)
+
+
+def _lost_retry(signup, *, due_seconds_ago: float, backoff_seconds: float) -> Deployment:
+    """A record whose attempt failed `backoff_seconds` before its retry was due; the delayed
+    retry message is gone (Redis lost it in a blip)."""
+    deployment = Deployment.objects.get(customer__customer_id=signup().id)
+    due = timezone.now() - timedelta(seconds=due_seconds_ago)
+    Deployment.objects.filter(pk=deployment.pk).update(
+        status="queued",
+        attempts=1,
+        updated_at=due - timedelta(seconds=backoff_seconds),
+        retry_at=due,
+    )
+    deployment.refresh_from_db()
+    return deployment
+
+
+def test_sweep_picks_up_a_lost_retry_within_a_minute_of_its_due_time(
+    signup, django_capture_on_commit_callbacks, settings
+):
+    assert runs.queued_stale_after() == timedelta(seconds=60)  # the default
+    # (before, a lost retry waited ~6 minutes: five after its failure, plus the backoff floor)
+    lost = _lost_retry(signup, due_seconds_ago=61, backoff_seconds=5)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = tasks.deployment_sweep_task()
+
+    assert result == {"republished": 1, "restarted": 0}
+    lost.refresh_from_db()
+    assert (lost.status, lost.attempts, lost.retry_at) == ("deployed", 2, None)
+
+
+def test_sweep_leaves_a_retry_that_waits_out_its_backoff(
+    signup, django_capture_on_commit_callbacks
+):
+    # a long backoff: its record has not changed for an hour, and its retry is due soon
+    waiting = _lost_retry(signup, due_seconds_ago=-30, backoff_seconds=3600)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = tasks.deployment_sweep_task()
+
+    assert result == {"republished": 0, "restarted": 0}
+    waiting.refresh_from_db()
+    assert waiting.status == "queued"
