@@ -480,6 +480,10 @@ SIMULATED_DEPLOY_FAULTS: dict[str, str] = {}
 USAGE_RAW_RETENTION_DAYS = env.int("USAGE_RAW_RETENTION_DAYS", default=40)
 # Most reports one POST /api/usage/report/batch may carry (the body limit is 1 MiB).
 USAGE_MAX_BATCH_REPORTS = env.int("USAGE_MAX_BATCH_REPORTS", default=500)
+# Usage inserts commit without waiting for PostgreSQL's WAL flush: a crash of PostgreSQL may
+# lose the last fraction of a second of acknowledged reports, which cumulative counters make
+# good with the next report (only that gauge sample is lost). false: wait like every write.
+USAGE_ASYNC_COMMIT = env_bool("USAGE_ASYNC_COMMIT", True)
 
 # ---------------------------------------------------------------- email
 EMAIL_BACKEND = env.str(
@@ -506,3 +510,23 @@ LOGGING = {
     # The stripe library logs every request at INFO; our services log what matters.
     "loggers": {"stripe": {"level": "WARNING"}},
 }
+
+# ---------------------------------------------------------------- error reporting
+# Errors reach a person: with SENTRY_DSN set, unhandled errors in requests and Celery tasks go
+# to Sentry (no personal data: send_default_pii off). Unset: off.
+SENTRY_DSN = _secret("SENTRY_DSN")
+SENTRY_ENVIRONMENT = env.str("SENTRY_ENVIRONMENT", default="development" if DEBUG else "production")
+SENTRY_TRACES_SAMPLE_RATE = env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0)
+if SENTRY_DSN:
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+    from sentry_sdk.integrations.django import DjangoIntegration
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        environment=SENTRY_ENVIRONMENT,
+        release=f"iotistic-billing@{VERSION}",
+        integrations=[DjangoIntegration(), CeleryIntegration()],
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+        send_default_pii=False,
+    )
