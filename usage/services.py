@@ -98,9 +98,17 @@ def _insert_ignoring_duplicates(rows: Sequence[dict]) -> set[tuple[str, datetime
         # of the columns' Python types) skip per-value preparation.
         arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in model_fields)
         params: list = [[row[key] for row in rows] for key in keys]
+        # USAGE_ASYNC_COMMIT: this statement's own transaction commits without waiting for
+        # the WAL flush (set_config(..., true) is local to it; one statement, no SET).
+        async_commit = (
+            ", (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit"
+            if settings.USAGE_ASYNC_COMMIT and connection.get_autocommit()
+            else ""
+        )
         sql = (
             f"INSERT INTO {quote(opts.db_table)} ({columns}) "  # noqa: S608 - names from _meta
-            f"SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING {returning}"
+            f"SELECT report.* FROM unnest({arrays}) AS report{async_commit} "
+            f"ON CONFLICT DO NOTHING {returning}"
         )
     else:
         placeholders = "(" + ", ".join(["%s"] * len(model_fields)) + ")"
