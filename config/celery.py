@@ -10,6 +10,7 @@ import time
 from celery import Celery, signals
 from django.core.cache import cache
 from django.db import close_old_connections, connection
+from django_structlog.celery.steps import DjangoStructLogInitStep
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -19,6 +20,8 @@ HEARTBEAT_CACHE_KEY = "celery:worker-heartbeat"
 app = Celery("billing")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Tasks log with the request id of the request that enqueued them (django-structlog).
+app.steps["worker"].add(DjangoStructLogInitStep)
 
 
 @signals.task_prerun.connect
