@@ -133,6 +133,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "axes",
     "django_structlog",
+    "django_prometheus",
     "customers",
     "subscriptions",
     "licensing",
@@ -144,6 +145,8 @@ INSTALLED_APPS = [
 AUDIT_LOG_MODEL = "customers.AuditLog"
 
 MIDDLEWARE = [
+    # Request metrics for /metrics (django-prometheus): first and last, to time everything.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "config.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -156,8 +159,9 @@ MIDDLEWARE = [
     "config.middleware.RequestIdHeaderMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Last, as django-axes asks: it turns a locked-out login into its 429 page.
+    # Last but one, as django-axes asks: it turns a locked-out login into its 429 page.
     "axes.middleware.AxesMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from config import health
+from config.metrics import MetricsView
 from licensing.api import JwksView
 from subscriptions.views import checkout_cancel, checkout_success
 
@@ -13,6 +14,7 @@ urlpatterns = [
     path("health", health.health, name="health"),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
     path("admin/", admin.site.urls),
     path("checkout/success", checkout_success, name="checkout-success"),
     path("checkout/cancel", checkout_cancel, name="checkout-cancel"),
