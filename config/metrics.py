@@ -17,7 +17,7 @@ from django.db.models import F, Q
 from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from rest_framework.views import APIView
@@ -113,7 +113,10 @@ def _gauge(name: str, value: float) -> GaugeMetricFamily:
     return gauge
 
 
-REGISTRY.register(BusinessCollector())
+# Its own registry: the process-wide one is also what Flower (which loads Django) serves, and
+# these gauges query the database, which Flower's event loop may not do.
+BUSINESS_REGISTRY = CollectorRegistry(auto_describe=False)
+BUSINESS_REGISTRY.register(BusinessCollector())
 
 
 class MetricsView(APIView):
@@ -124,4 +127,5 @@ class MetricsView(APIView):
     @extend_schema(exclude=True)
     def get(self, request):
         # Prometheus' text format; refusals (401/403) stay in the JSON error shape.
-        return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+        body = generate_latest(REGISTRY) + generate_latest(BUSINESS_REGISTRY)
+        return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
