@@ -489,10 +489,11 @@ SIMULATED_DEPLOY_FAULTS: dict[str, str] = {}
 USAGE_RAW_RETENTION_DAYS = env.int("USAGE_RAW_RETENTION_DAYS", default=40)
 # Most reports one POST /api/usage/report/batch may carry (the body limit is 1 MiB).
 USAGE_MAX_BATCH_REPORTS = env.int("USAGE_MAX_BATCH_REPORTS", default=500)
-# Usage inserts commit without waiting for PostgreSQL's WAL flush: a crash of PostgreSQL may
-# lose the last fraction of a second of acknowledged reports, which cumulative counters make
-# good with the next report (only that gauge sample is lost). false: wait like every write.
-USAGE_ASYNC_COMMIT = env_bool("USAGE_ASYNC_COMMIT", True)
+# true: usage inserts commit without waiting for PostgreSQL's WAL flush (faster ingestion; a
+# crash of PostgreSQL may lose the last fraction of a second of acknowledged reports, which
+# cumulative counters make good with the next report, only that gauge sample is lost).
+# Off unless asked for: an acknowledged write is durable by default.
+USAGE_ASYNC_COMMIT = env_bool("USAGE_ASYNC_COMMIT", False)
 
 # ---------------------------------------------------------------- email
 EMAIL_BACKEND = env.str(

@@ -2,13 +2,13 @@
 
 import os
 import secrets
-import shutil
 import sys
-import tempfile
 
 import redis
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+
+from config.supervisor import Supervisor
 
 
 class Command(BaseCommand):
@@ -16,7 +16,8 @@ class Command(BaseCommand):
         "Serve API + admin on 127.0.0.1:PORT. With Redis configured (REDIS_URL or REDIS_HOST) "
         "a Celery worker, beat and Flower run too; without, Celery tasks run in-process. "
         "Without STRIPE_SECRET_KEY (and DEBUG on) the local Stripe simulator runs as well. "
-        "Several processes run under honcho: one Ctrl-C stops them all."
+        "Several processes run under config.supervisor: a helper that exits is restarted, "
+        "and one Ctrl-C stops them all."
     )
 
     def handle(self, *args, **options):
@@ -29,10 +30,11 @@ class Command(BaseCommand):
 
         if settings.STRIPE_SIMULATOR:
             sim_port = settings.STRIPE_SIMULATOR_PORT
+            # The webhook secret goes through the environment, not the command line.
+            env["STRIPE_WEBHOOK_SECRET"] = settings.STRIPE_WEBHOOK_SECRETS[0]
             processes["stripe"] = (
                 f"{python} -m stripe_simulator --port {sim_port} "
-                f"--webhook-url http://127.0.0.1:{port}/api/webhooks/stripe "
-                f"--webhook-secret {settings.STRIPE_WEBHOOK_SECRETS[0]}"
+                f"--webhook-url http://127.0.0.1:{port}/api/webhooks/stripe"
             )
             # The simulator starts empty: the catalogue (prices, meters) is made in it by the
             # same command an operator runs against real Stripe, before the API serves.
@@ -71,14 +73,8 @@ class Command(BaseCommand):
         if len(processes) == 1:
             argv = processes["web"].split()
             os.execvpe(argv[0], argv, env)  # noqa: S606 - replaces this process
-        procfile = tempfile.NamedTemporaryFile(  # noqa: SIM115 - honcho reads it after exec
-            "w", prefix="billing-procfile-", delete=False
-        )
-        procfile.write("".join(f"{name}: {command}\n" for name, command in processes.items()))
-        procfile.close()
-        honcho = shutil.which("honcho", path=os.path.dirname(python)) or "honcho"
-        argv = [honcho, "-f", procfile.name, "-d", str(settings.BASE_DIR), "start"]
-        os.execvpe(argv[0], argv, env)  # noqa: S606
+        supervisor = Supervisor(processes, main="web", env=env, cwd=str(settings.BASE_DIR))
+        sys.exit(supervisor.run())
 
     def _require_redis(self) -> None:
         client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2)
