@@ -4,10 +4,12 @@ error in the one shape (core.errors), strict input, paging, throttles, schema do
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCache
@@ -21,6 +23,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from config.cache import warn_cache_down
 from core.errors import ApplicationError, error_body
 
 logger = logging.getLogger(__name__)
@@ -259,11 +262,17 @@ class _WindowThrottle(throttling.SimpleRateThrottle):
         index = int(now // window)
         elapsed = now - index * window
         current, previous = f"{self.key}:{index}", f"{self.key}:{index - 1}"
-        count, before = _window_counts(current, previous, timeout=2 * window + 1)
+        try:
+            count, before = _window_counts(current, previous, timeout=2 * window + 1)
+        except redis.RedisError as exc:
+            # Fail open: a cache outage must not turn every request into an error.
+            warn_cache_down(exc)
+            return True
         estimate = before * (1 - elapsed / window) + count
         if estimate <= self.num_requests:
             return True
-        cache.decr(current)
+        with contextlib.suppress(redis.RedisError, ValueError):
+            cache.decr(current)
         self._wait = max(1.0, window - elapsed)
         return False
 
