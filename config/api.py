@@ -5,6 +5,7 @@ error in the one shape (core.errors), strict input, paging, throttles, schema do
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -15,7 +16,7 @@ from django.core.cache import cache
 from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status, throttling
 from rest_framework.pagination import PageNumberPagination
@@ -296,6 +297,28 @@ class PublicRateThrottle(_WindowThrottle):
 
     def get_cache_key(self, request, view):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class VerificationRateThrottle(PublicRateThrottle):
+    """Per client IP on what every instance polls to verify licenses (public key, JWKS,
+    revocation list): its own scope, far more generous than signup's (instances behind one
+    NAT share an address), so junk signups never lock instances out of verification."""
+
+    scope = "verification"
+
+
+def cacheable(request, body: bytes | str, *, content_type: str, max_age: int) -> HttpResponse:
+    """A public answer that caches and revalidates: `Cache-Control: public, max-age` and an
+    ETag of the body; `If-None-Match` with that ETag answers 304 without the body."""
+    raw = body.encode() if isinstance(body, str) else body
+    etag = '"' + hashlib.sha256(raw).hexdigest()[:32] + '"'
+    if etag in {tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")}:
+        response = HttpResponse(status=304)
+    else:
+        response = HttpResponse(raw, content_type=content_type)
+    response["ETag"] = etag
+    response["Cache-Control"] = f"public, max-age={max_age}"
+    return response
 
 
 class CustomerRateThrottle(_WindowThrottle):

@@ -306,7 +306,10 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
 
 # ---------------------------------------------------------------- DRF
+# Per client IP: signup and other public writes (the guide's 100 per 15 minutes) ...
 RATE_LIMIT_PUBLIC = env.str("RATE_LIMIT_PUBLIC", default="100/15m")
+# ... and, in a scope of its own, the verification endpoints every instance polls.
+RATE_LIMIT_VERIFICATION = env.str("RATE_LIMIT_VERIFICATION", default="5000/15m")
 RATE_LIMIT_USAGE = env.str("RATE_LIMIT_USAGE", default="60/h")
 RATE_LIMIT_CUSTOMER = env.str("RATE_LIMIT_CUSTOMER", default="1000/h")
 # Number of proxies in front of the app whose X-Forwarded-For entries are trusted.

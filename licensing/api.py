@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from django.http import HttpResponse
+import json
+
 from drf_spectacular.types import OpenApiTypes
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import PublicRateThrottle, StrictSerializer, api_doc
+from config.api import StrictSerializer, VerificationRateThrottle, api_doc, cacheable
 from core.timestamps import iso
 from customers.auth import IsStaff, IsStaffOrCustomerInstance, customer_get_for
 from licensing import services, signing
 from licensing.selectors import license_history
+
+# How long instances and proxies may reuse the verification answers before revalidating (an
+# unchanged answer then costs a 304): keys change rarely (rotation keeps old ones listed), the
+# revocation list should reach instances within a minute.
+KEYS_MAX_AGE = 300
+REVOCATIONS_MAX_AGE = 60
 
 
 class LicenseView(APIView):
@@ -33,7 +40,7 @@ class LicenseView(APIView):
 class PublicKeyView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
-    throttle_classes = [PublicRateThrottle]
+    throttle_classes = [VerificationRateThrottle]
 
     @api_doc(
         "public",
@@ -41,13 +48,18 @@ class PublicKeyView(APIView):
         responses={(200, "application/x-pem-file"): str},
     )
     def get(self, request):
-        return HttpResponse(signing.current_public_pem(), content_type="application/x-pem-file")
+        return cacheable(
+            request,
+            signing.current_public_pem(),
+            content_type="application/x-pem-file",
+            max_age=KEYS_MAX_AGE,
+        )
 
 
 class JwksView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
-    throttle_classes = [PublicRateThrottle]
+    throttle_classes = [VerificationRateThrottle]
 
     @api_doc(
         "public",
@@ -55,13 +67,14 @@ class JwksView(APIView):
         responses={200: OpenApiTypes.OBJECT},
     )
     def get(self, request):
-        return Response({"keys": signing.verification_keys()})
+        body = json.dumps({"keys": signing.verification_keys()}, separators=(",", ":"))
+        return cacheable(request, body, content_type="application/json", max_age=KEYS_MAX_AGE)
 
 
 class RevocationListView(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list = []
-    throttle_classes = [PublicRateThrottle]
+    throttle_classes = [VerificationRateThrottle]
 
     @api_doc(
         "public",
@@ -69,7 +82,10 @@ class RevocationListView(APIView):
         responses={200: OpenApiTypes.OBJECT},
     )
     def get(self, request):
-        return Response({"revocations": services.revocation_list_token()})
+        body = json.dumps({"revocations": services.revocation_list_token()})
+        return cacheable(
+            request, body, content_type="application/json", max_age=REVOCATIONS_MAX_AGE
+        )
 
 
 class LicenseHistoryView(APIView):

@@ -68,7 +68,7 @@ def test_every_api_operation_states_its_auth_rule(api_client):
 
 
 def test_public_endpoint_is_throttled_per_ip_with_retry_after(api_client, settings):
-    settings.RATE_LIMIT_PUBLIC = "3/15m"
+    settings.RATE_LIMIT_VERIFICATION = "3/15m"
     statuses = [api_client.get("/api/licenses/public-key").status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     response = api_client.get("/api/licenses/public-key")

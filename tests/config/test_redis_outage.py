@@ -74,7 +74,7 @@ def test_endpoints_keep_answering_while_redis_is_down(api_client, cache_redis, s
 
 
 def test_rate_limits_fail_open_while_redis_is_down(api_client, cache_redis, settings):
-    settings.RATE_LIMIT_PUBLIC = "2/15m"
+    settings.RATE_LIMIT_VERIFICATION = "2/15m"
     assert [api_client.get("/api/licenses/public-key").status_code for _ in range(3)] == [
         200,
         200,
