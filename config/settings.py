@@ -362,12 +362,15 @@ SPECTACULAR_SETTINGS = {
 
 # ---------------------------------------------------------------- Celery
 # Without Redis, tasks run in-process at call time so a fresh clone works with nothing else.
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# (memory://localhost/: a host, so kombu does not warn "No hostname was supplied" per task)
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 if REDIS_URL.startswith("rediss://"):
     # Celery refuses a rediss:// broker without saying how to check the server's certificate.
     CELERY_BROKER_USE_SSL = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
+# In-process tasks keep their results too, so queue stats count them in the embedded mode.
+CELERY_TASK_STORE_EAGER_RESULT = CELERY_TASK_ALWAYS_EAGER
 # django-celery-results' database backend, reconnecting after a database restart.
 CELERY_RESULT_BACKEND = "config.celery_results:ReconnectingDatabaseBackend"
 CELERY_RESULT_EXTENDED = True

@@ -28,8 +28,10 @@ from lifecycle import signup
 
 def signup_response(result: signup.SignupResult) -> dict:
     deployment = result.deployment
-    # The Stripe customer may have been created after commit (in-process tasks).
+    # The Stripe customer and the deployment may have moved on after commit (in-process
+    # tasks run then): answer with what is true now, not the state at enqueue time.
     result.customer.refresh_from_db(fields=["stripe_customer_id"])
+    deployment.refresh_from_db(fields=["status"])
     return {
         "customer": customer_out(result.customer),
         "subscription": subscription_out(result.subscription),

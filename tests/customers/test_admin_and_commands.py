@@ -185,3 +185,14 @@ def test_customer_upgrade_refuses_a_grant_to_a_paying_customer(signup, stripe_si
     with pytest.raises(CommandError, match="pays through Stripe"):
         call_command("customer", "upgrade", "--id", customer.id, "--plan", "enterprise", "--grant")
     assert Customer.objects.get(customer_id=customer.id).subscription.plan == "starter"
+
+
+def test_customer_list_says_when_it_shows_only_some(signup, capsys):
+    for _ in range(3):
+        signup()
+    call_command("customer", "list", "--limit", "2")
+    out = capsys.readouterr().out
+    assert len([line for line in out.splitlines() if line.startswith("cust_")]) == 2
+    assert "Showing the newest 2 of 3 customers; pass --limit N for more." in out
+    call_command("customer", "list")
+    assert "Showing the newest" not in capsys.readouterr().out

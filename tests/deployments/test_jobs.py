@@ -1,5 +1,8 @@
 """Deployment jobs run in-process (no broker): the record's state machine and its guards."""
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -7,6 +10,7 @@ import redis
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from config.celery import app
 from core.errors import ApplicationError
 from customers.models import Customer
 from deployments import runs, services, tasks
@@ -468,3 +472,49 @@ def test_sweep_leaves_a_retry_that_waits_out_its_backoff(
     assert result == {"republished": 0, "restarted": 0}
     waiting.refresh_from_db()
     assert waiting.status == "queued"
+
+
+def test_queue_stats_count_in_process_jobs_in_the_embedded_mode(
+    staff_client, signup, django_capture_on_commit_callbacks
+):
+    # given the embedded mode's setting: in-process tasks keep their results
+    previous = app.conf.task_store_eager_result
+    app.conf.task_store_eager_result = True
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            first = signup()
+        with django_capture_on_commit_callbacks(execute=True):
+            signup()
+    finally:
+        app.conf.task_store_eager_result = previous
+
+    stats = staff_client.get("/api/queue/stats").json()
+
+    assert stats["completed"] == 2
+    assert first.id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_signup_answers_with_the_deployments_state_after_its_in_process_job(signup):
+    # real commits: the in-process job runs when the signup commits, before the answer
+    customer = signup()
+    assert customer.body["deployment"]["status"] == "deployed"
+
+
+def test_the_embedded_mode_stores_in_process_results():
+    code = "import django; django.setup(); from django.conf import settings as s; "
+    code += (
+        "print(s.CELERY_TASK_ALWAYS_EAGER, s.CELERY_TASK_STORE_EAGER_RESULT, s.CELERY_BROKER_URL)"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "REDIS_HOST")}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.split() == ["True", "True", "memory://localhost/"]
+    # an in-process task no longer warns about a broker without a host name
+    assert "No hostname was supplied" not in result.stderr

@@ -112,6 +112,7 @@ def test_plan_change_resigns_and_logs_upgrade_then_downgrade(signup, staff_clien
         "totalGenerations": 3,
         "byAction": {"generated": 1, "upgraded": 1, "downgraded": 1},
         "byPlan": {"trial": 1, "professional": 1, "starter": 1},
+        "otherEvents": {},
     }
     assert history["email"] == customer.email
 

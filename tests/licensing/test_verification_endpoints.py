@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from customers.models import Customer
+from licensing.services import license_restore
 from tests.helpers import staff_api_client
 
 pytestmark = pytest.mark.django_db
@@ -72,3 +74,16 @@ def test_license_answers_are_never_cached(signup):
     response = customer.client.get(f"/api/licenses/{customer.id}")
     assert response["Cache-Control"] == "no-store"
     assert "ETag" not in response
+
+
+def test_history_statistics_add_up_with_revocations(signup, staff_client):
+    # given a license that was revoked and restored (events that sign nothing)
+    customer = signup()
+    staff_client.post(f"/api/licenses/{customer.id}/revoke", {"reason": "x"}, format="json")
+    license_restore(customer=Customer.objects.get(customer_id=customer.id), actor="staff:test")
+
+    statistics = staff_client.get(f"/api/licenses/{customer.id}/history").json()["statistics"]
+
+    assert statistics["totalGenerations"] == sum(statistics["byAction"].values())
+    assert statistics["totalGenerations"] == sum(statistics["byPlan"].values())
+    assert statistics["otherEvents"] == {"revoked": 1, "restored": 1}

@@ -172,6 +172,7 @@ class Command(BaseCommand):
         )
 
     def _list(self, options):
+        total = Customer.objects.count()
         rows = Customer.objects.select_related("subscription")[: options["limit"]]
         header = (
             f"{'CUSTOMER ID':<22} {'EMAIL':<32} {'PLAN':<13} {'STATUS':<9} {'ACTIVE':<6} CREATED"
@@ -184,4 +185,9 @@ class Command(BaseCommand):
                 f"{subscription.plan if subscription else '-':<13} "
                 f"{subscription.status if subscription else '-':<9} "
                 f"{'yes' if customer.is_active else 'no':<6} {customer.created_at:%Y-%m-%d}"
+            )
+        if total > options["limit"]:
+            self.stdout.write(
+                f"Showing the newest {options['limit']} of {total} customers; "
+                "pass --limit N for more."
             )
