@@ -515,6 +515,15 @@ EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
 EMAIL_HOST_PASSWORD = _secret("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="billing@iotistic.ca")
+# Links in customer emails expire after this many days (lifecycle.links).
+EMAIL_LINK_MAX_AGE_DAYS = env.int("EMAIL_LINK_MAX_AGE_DAYS", default=30)
+# What a "Reactivate account" link does: `request` (staff reactivate after the customer asks:
+# an audit row customer.reactivation_requested) or `immediate` (the link reactivates).
+EMAIL_LINK_REACTIVATION = env.str("EMAIL_LINK_REACTIVATION", default="request")
+if EMAIL_LINK_REACTIVATION not in ("request", "immediate"):
+    raise ImproperlyConfigured(
+        f"EMAIL_LINK_REACTIVATION={EMAIL_LINK_REACTIVATION!r} is not one of request, immediate."
+    )
 # Where links in emails point (this service's public address).
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default=f"http://127.0.0.1:{PORT}")
 

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from config import health
 from config.metrics import MetricsView
 from licensing.api import JwksView
+from lifecycle.views import email_link
 from subscriptions.views import checkout_cancel, checkout_success
 
 admin.site.site_header = "Iotistic Billing"
@@ -18,6 +19,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("checkout/success", checkout_success, name="checkout-success"),
     path("checkout/cancel", checkout_cancel, name="checkout-cancel"),
+    path("links/<str:token>", email_link, name="email-link"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script as a file, so the page needs no inline
     # script (Content-Security-Policy: script-src 'self').

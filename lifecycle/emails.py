@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
 from customers.models import Customer
+from lifecycle import links
 from subscriptions.models import Refund
 
 SUBJECTS = {
@@ -23,7 +23,6 @@ SUBJECTS = {
 
 
 def email_context(customer: Customer, extra: dict) -> dict:
-    base_url = settings.PUBLIC_BASE_URL.rstrip("/")
     subscription = getattr(customer, "subscription", None)
     end = subscription.current_period_end if subscription else None
     refund = None
@@ -42,9 +41,14 @@ def email_context(customer: Customer, extra: dict) -> dict:
         "scheduled_deletion": f"{customer.scheduled_deletion:%B %d, %Y}"
         if customer.scheduled_deletion
         else "",
-        "keep_url": f"{base_url}/api/subscriptions/keep",
-        "reactivate_url": f"{base_url}/api/subscriptions/reactivate",
-        "subscribe_url": f"{base_url}/api/subscriptions/checkout",
+        # Signed single-purpose links to this service's own pages (lifecycle.links); an
+        # active customer whose subscription ended "reactivates" by choosing a plan.
+        "keep_url": links.link_url(customer=customer, purpose=links.KEEP),
+        "reactivate_url": links.link_url(
+            customer=customer,
+            purpose=links.SUBSCRIBE if customer.is_active else links.REACTIVATE,
+        ),
+        "subscribe_url": links.link_url(customer=customer, purpose=links.SUBSCRIBE),
     }
 
 
