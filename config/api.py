@@ -17,7 +17,7 @@ from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpResponse, JsonResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status, throttling
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import JSONParser
@@ -350,11 +350,64 @@ AUTH_RULES = {
 }
 
 
-def api_doc(rule: str, summary: str, **kwargs):
-    """extend_schema with the endpoint's auth rule stated first in its description."""
+class ErrorBodySerializer(serializers.Serializer):
+    """The one error shape (core.errors.error_body)."""
+
+    error = serializers.CharField(help_text="Short title, e.g. `Validation failed`.")
+    message = serializers.CharField(help_text="One sentence for a person.")
+    details = serializers.DictField(help_text="Per-field errors or facts about the refusal.")
+
+
+# Which credentials each rule accepts (the security requirements the schema lists) ...
+_STAFF = [{"staffToken": []}, {"staffSession": []}]
+RULE_SECURITY: dict[str, list] = {
+    "public": [],
+    "stripe": [],
+    "staff": _STAFF,
+    "customer": [{"customerApiKey": []}],
+    "staff_or_customer": [*_STAFF, {"customerApiKey": []}],
+}
+# ... and the refusals it can answer, besides what an endpoint adds (409, 410, 503 ...).
+RULE_ERRORS: dict[str, tuple[int, ...]] = {
+    "public": (400, 429),
+    "stripe": (400,),
+    "staff": (400, 401, 403),
+    "customer": (400, 401, 403, 404, 429),
+    "staff_or_customer": (400, 401, 403, 404, 429),
+}
+_ERROR_DESCRIPTIONS = {
+    400: "Invalid input: the error body names each field.",
+    401: "No or invalid credentials.",
+    403: "Credentials of the wrong kind (or not allowed to do this).",
+    404: "Not found (also another customer's id asked with a customer key).",
+    409: "Refused by the current state (the message says which).",
+    410: "Gone: the data has been deleted.",
+    413: "Request body too large.",
+    429: "Too many requests; `Retry-After` says when to try again.",
+    503: "A dependency (Stripe, the queue) is unavailable; nothing was changed.",
+}
+
+
+def _error(code: int) -> OpenApiResponse:
+    return OpenApiResponse(ErrorBodySerializer, description=_ERROR_DESCRIPTIONS.get(code, ""))
+
+
+def api_doc(rule: str, summary: str, *, errors: tuple[int, ...] = (), **kwargs):
+    """extend_schema with the endpoint's auth rule: stated first in its description, its
+    accepted credentials as the operation's security, and its refusals (the rule's, plus
+    `errors`) documented with the error shape."""
     description = f"**Auth:** {AUTH_RULES[rule]}"
     if extra := kwargs.pop("description", ""):
         description += f"\n\n{extra}"
-    if rule in ("public", "stripe"):
-        kwargs.setdefault("auth", [])
+    kwargs.setdefault("auth", RULE_SECURITY[rule])
+    responses = kwargs.pop("responses", None)
+    if isinstance(responses, dict):
+        responses = {
+            code: _error(code) if isinstance(code, int) and code >= 400 else value
+            for code, value in responses.items()
+        }
+        for code in (*RULE_ERRORS[rule], *errors):
+            responses.setdefault(code, _error(code))
+    if responses is not None:
+        kwargs["responses"] = responses
     return extend_schema(summary=summary, description=description, **kwargs)

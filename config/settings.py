@@ -354,6 +354,18 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Every operation names the credentials it accepts (config.api.api_doc); the schemes:
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "staffToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "ADMIN_API_TOKEN or a per-staff token (`st_...`).",
+            },
+            "customerApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "staffSession": {"type": "apiKey", "in": "cookie", "name": "sessionid"},
+        }
+    },
     "ENUM_NAME_OVERRIDES": {
         "PaidPlanEnum": "core.plans.PAID_PLANS",
         "RefundReasonEnum": "subscriptions.models.Refund.Reason",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import status
 from rest_framework.exceptions import NotFound
@@ -17,8 +16,14 @@ from customers.auth import IsStaff, IsStaffOrCustomerInstance, actor_of, custome
 from customers.models import CustomerApiKey
 from customers.serializers import (
     ApiKeyCreateInput,
+    ApiKeyListOut,
+    ApiKeyOut,
     CustomerCreateInput,
+    CustomerDetailOut,
+    CustomerListOut,
+    IssuedApiKeyOut,
     SignupInput,
+    SignupOut,
     api_key_out,
     customer_out,
     subscription_out,
@@ -62,7 +67,8 @@ class SignupView(APIView):
         "public",
         "Sign up: customer, trial subscription, API key, license and queued deployment",
         request=SignupInput,
-        responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+        responses={201: SignupOut},
+        errors=(409,),
         description="`api_key` is shown once; store it in the customer instance.",
     )
     def post(self, request):
@@ -80,7 +86,7 @@ class CustomerListCreateView(APIView):
             OpenApiParameter("page", int, description="1-based page"),
             OpenApiParameter("limit", int, description="page size, 1-100 (default 20)"),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: CustomerListOut},
     )
     def get(self, request):
         paginator = PageLimitPagination()
@@ -102,7 +108,8 @@ class CustomerListCreateView(APIView):
         "staff",
         "Create a customer (same effects as signup)",
         request=CustomerCreateInput,
-        responses={201: OpenApiTypes.OBJECT, 400: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+        responses={201: SignupOut},
+        errors=(409,),
     )
     def post(self, request):
         return _create(request, CustomerCreateInput)
@@ -111,7 +118,7 @@ class CustomerListCreateView(APIView):
 class CustomerDetailView(APIView):
     permission_classes = [IsStaffOrCustomerInstance]
 
-    @api_doc("staff_or_customer", "Get a customer", responses={200: OpenApiTypes.OBJECT})
+    @api_doc("staff_or_customer", "Get a customer", responses={200: CustomerDetailOut})
     def get(self, request, customer_id: str):
         customer = customer_get_for(user=request.user, customer_id=customer_id)
         return Response(
@@ -142,7 +149,7 @@ class ApiKeyListCreateView(APIView):
     @api_doc(
         "staff_or_customer",
         "List a customer's API keys (prefixes only)",
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: ApiKeyListOut},
     )
     def get(self, request, customer_id: str):
         customer = customer_get_for(user=request.user, customer_id=customer_id)
@@ -152,7 +159,7 @@ class ApiKeyListCreateView(APIView):
         "staff_or_customer",
         "Issue an additional API key (shown once)",
         request=ApiKeyCreateInput,
-        responses={201: OpenApiTypes.OBJECT},
+        responses={201: IssuedApiKeyOut},
     )
     def post(self, request, customer_id: str):
         return _issue_key(request, customer_id, credentials.api_key_issue, "api_key.issued")
@@ -165,7 +172,7 @@ class ApiKeyRotateView(APIView):
         "staff_or_customer",
         "Rotate: revoke every live key of the customer and issue one new key (shown once)",
         request=ApiKeyCreateInput,
-        responses={201: OpenApiTypes.OBJECT},
+        responses={201: IssuedApiKeyOut},
     )
     def post(self, request, customer_id: str):
         return _issue_key(request, customer_id, credentials.api_key_rotate, "api_key.rotated")
@@ -178,7 +185,7 @@ class ApiKeyDetailView(APIView):
         "staff_or_customer",
         "Revoke one API key",
         request=None,
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: ApiKeyOut},
     )
     def delete(self, request, customer_id: str, prefix: str):
         customer = customer_get_for(user=request.user, customer_id=customer_id)

@@ -78,3 +78,82 @@ def api_key_out(api_key: CustomerApiKey) -> dict:
         "last_used_at": iso(api_key.last_used_at),
         "revoked_at": iso(api_key.revoked_at),
     }
+
+
+# ---------------------------------------------------------------- response schemas
+# What the endpoints answer, for the OpenAPI document (the dicts above are the answers; a test
+# checks every real answer against these).
+class CustomerOut(serializers.Serializer):
+    customer_id = serializers.CharField()
+    email = serializers.EmailField()
+    company_name = serializers.CharField()
+    full_name = serializers.CharField()
+    stripe_customer_id = serializers.CharField(allow_null=True)
+    is_active = serializers.BooleanField()
+    deleted_at = serializers.DateTimeField(allow_null=True)
+    scheduled_deletion = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class SubscriptionSummaryOut(serializers.Serializer):
+    plan = serializers.CharField()
+    status = serializers.CharField()
+    trial_ends_at = serializers.DateTimeField(allow_null=True)
+    current_period_end = serializers.DateTimeField(allow_null=True)
+    cancel_at_period_end = serializers.BooleanField()
+
+
+class ApiKeyOut(serializers.Serializer):
+    prefix = serializers.CharField()
+    name = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True)
+    revoked_at = serializers.DateTimeField(allow_null=True)
+
+
+class IssuedApiKeyOut(ApiKeyOut):
+    api_key = serializers.CharField(help_text="The secret key; shown in this answer only.")
+
+
+class ApiKeyListOut(serializers.Serializer):
+    api_keys = ApiKeyOut(many=True)
+
+
+class _LicenseJwtOut(serializers.Serializer):
+    jwt = serializers.CharField()
+
+
+class _SignupDeploymentOut(serializers.Serializer):
+    job_id = serializers.UUIDField()
+    namespace = serializers.CharField()
+    status = serializers.CharField()
+
+
+class SignupOut(serializers.Serializer):
+    customer = CustomerOut()
+    subscription = SubscriptionSummaryOut()
+    license = _LicenseJwtOut()
+    deployment = _SignupDeploymentOut()
+    api_key = serializers.CharField(help_text="The customer's API key; shown once.")
+
+
+class CustomerDetailOut(serializers.Serializer):
+    customer = CustomerOut()
+    subscription = SubscriptionSummaryOut(allow_null=True)
+
+
+class _CustomerListItemOut(CustomerOut):
+    subscription = SubscriptionSummaryOut(allow_null=True)
+
+
+class PaginationOut(serializers.Serializer):
+    page = serializers.IntegerField()
+    limit = serializers.IntegerField()
+    total = serializers.IntegerField()
+    pages = serializers.IntegerField()
+
+
+class CustomerListOut(serializers.Serializer):
+    customers = _CustomerListItemOut(many=True)
+    pagination = PaginationOut()

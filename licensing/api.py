@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from drf_spectacular.types import OpenApiTypes
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -15,6 +14,13 @@ from core.timestamps import iso
 from customers.auth import IsStaff, IsStaffOrCustomerInstance, customer_get_for
 from licensing import services, signing
 from licensing.selectors import license_history
+from licensing.serializers import (
+    JwksOut,
+    LicenseHistoryOut,
+    LicenseOut,
+    LicenseRevokedOut,
+    RevocationListOut,
+)
 
 # How long instances and proxies may reuse the verification answers before revalidating (an
 # unchanged answer then costs a 304): keys change rarely (rotation keeps old ones listed), the
@@ -29,7 +35,7 @@ class LicenseView(APIView):
     @api_doc(
         "staff_or_customer",
         "Get the customer's license (signed anew only when it changes)",
-        responses={200: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT},
+        responses={200: LicenseOut},
     )
     def get(self, request, customer_id: str):
         customer = customer_get_for(user=request.user, customer_id=customer_id)
@@ -64,7 +70,7 @@ class JwksView(APIView):
     @api_doc(
         "public",
         "Every license key that still verifies, by kid (JWKS)",
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: JwksOut},
     )
     def get(self, request):
         body = json.dumps({"keys": signing.verification_keys()}, separators=(",", ":"))
@@ -79,7 +85,7 @@ class RevocationListView(APIView):
     @api_doc(
         "public",
         "Signed revocation list: a short-lived JWT whose `revoked` claim lists revoked jtis",
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: RevocationListOut},
     )
     def get(self, request):
         body = json.dumps({"revocations": services.revocation_list_token()})
@@ -94,7 +100,7 @@ class LicenseHistoryView(APIView):
     @api_doc(
         "staff_or_customer",
         "License history (hashes, never tokens) with statistics",
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: LicenseHistoryOut},
     )
     def get(self, request, customer_id: str):
         customer = customer_get_for(user=request.user, customer_id=customer_id)
@@ -132,7 +138,7 @@ class LicenseRevokeView(APIView):
         "staff",
         "Revoke the customer's license",
         request=RevokeInput,
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: LicenseRevokedOut},
     )
     def post(self, request, customer_id: str):
         customer = customer_get_for(user=request.user, customer_id=customer_id)

@@ -14,6 +14,35 @@ from lifecycle import deletion, offboarding
 from subscriptions.models import Refund
 
 
+class _ReactivatedCustomerOut(serializers.Serializer):
+    customer_id = serializers.CharField()
+    is_active = serializers.BooleanField()
+    deleted_at = serializers.DateTimeField(allow_null=True)
+    scheduled_deletion = serializers.DateTimeField(allow_null=True)
+
+
+class ReactivatedOut(serializers.Serializer):
+    message = serializers.CharField()
+    customer = _ReactivatedCustomerOut()
+
+
+class _ScheduledDeletionOut(serializers.Serializer):
+    customer_id = serializers.CharField()
+    email = serializers.EmailField()
+    company_name = serializers.CharField()
+    deleted_at = serializers.DateTimeField(allow_null=True)
+    scheduled_deletion = serializers.DateTimeField()
+
+
+class ScheduledDeletionsOut(serializers.Serializer):
+    deletions = _ScheduledDeletionOut(many=True)
+
+
+class DeletionsExecutedOut(serializers.Serializer):
+    message = serializers.CharField()
+    deleted = serializers.IntegerField()
+
+
 class DeactivateInput(StrictSerializer):
     customer_id = serializers.CharField(max_length=40)
     cancel_subscription = serializers.BooleanField(default=True)
@@ -66,7 +95,8 @@ class ReactivateView(APIView):
         "staff",
         "Reactivate a deactivated customer within the retention window",
         request=CustomerIdInput,
-        responses={200: OpenApiTypes.OBJECT, 410: OpenApiTypes.OBJECT},
+        responses={200: ReactivatedOut},
+        errors=(404, 409, 410),
     )
     def post(self, request):
         data = CustomerIdInput(data=request.data)
@@ -91,7 +121,9 @@ class ScheduledDeletionsView(APIView):
     permission_classes = [IsStaff]
 
     @api_doc(
-        "staff", "Customers scheduled for permanent deletion", responses={200: OpenApiTypes.OBJECT}
+        "staff",
+        "Customers scheduled for permanent deletion",
+        responses={200: ScheduledDeletionsOut},
     )
     def get(self, request):
         return Response({"deletions": deletion.scheduled_deletions()})
@@ -104,7 +136,7 @@ class ExecuteDeletionsView(APIView):
         "staff",
         "Execute the deletions that are due now",
         request=None,
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: DeletionsExecutedOut},
     )
     def post(self, request):
         deleted = deletion.cleanup_execute_due(actor=actor_of(request.user))
