@@ -10,7 +10,6 @@ import redis
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from config.celery import app
 from core.errors import ApplicationError
 from customers.models import Customer
 from deployments import runs, services, tasks
@@ -475,18 +474,17 @@ def test_sweep_leaves_a_retry_that_waits_out_its_backoff(
 
 
 def test_queue_stats_count_in_process_jobs_in_the_embedded_mode(
-    staff_client, signup, django_capture_on_commit_callbacks
+    staff_client, signup, django_capture_on_commit_callbacks, monkeypatch
 ):
-    # given the embedded mode's setting: in-process tasks keep their results
-    previous = app.conf.task_store_eager_result
-    app.conf.task_store_eager_result = True
-    try:
-        with django_capture_on_commit_callbacks(execute=True):
-            first = signup()
-        with django_capture_on_commit_callbacks(execute=True):
-            signup()
-    finally:
-        app.conf.task_store_eager_result = previous
+    # given the embedded mode (CELERY_TASK_STORE_EAGER_RESULT, checked below): in-process
+    # tasks keep their results. Celery reads it once into each task class, so this test sets
+    # it there, as the embedded mode's settings do at start-up.
+    for task in (tasks.deployment_deploy_task, tasks.deployment_delete_task):
+        monkeypatch.setattr(task, "store_eager_result", True)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = signup()
+    with django_capture_on_commit_callbacks(execute=True):
+        signup()
 
     stats = staff_client.get("/api/queue/stats").json()
 
