@@ -27,7 +27,6 @@ from lifecycle.deletion import customer_id_hash, data_deleted_error
 from lifecycle.notifications import customer_email_on_commit
 from subscriptions import refunds
 from subscriptions import services as subscription_services
-from subscriptions.models import Refund
 
 logger = logging.getLogger(__name__)
 # A deactivation's refund is looked up by its key for as long as the row lives.
@@ -46,15 +45,36 @@ class DeactivationOptions:
     cancel_at_period_end: bool = False
 
 
+_SKIPPED = "Refund skipped: "
+
+
+def _refund_state(deactivation: Deactivation) -> tuple[bool, int, str | None]:
+    """(issued, amount, why not): the refund of a deactivation, which may span payments."""
+    options = DeactivationOptions(**deactivation.options)
+    rows = refunds.refund_group(deactivation.refund)
+    amount = sum(r.amount for r in rows if r.status not in ("failed", "canceled"))
+    if not options.issue_refund:
+        return False, 0, None
+    if rows:
+        issued, reason = refunds.refund_outcome(rows)
+        return issued, amount, reason
+    if deactivation.last_error.startswith(_SKIPPED):
+        return False, 0, deactivation.last_error.removeprefix(_SKIPPED)
+    if deactivation.refund_done_at is None:
+        return False, 0, "The refund step has not run yet: the deactivation is not complete."
+    return False, 0, "No refund was made."
+
+
 def deactivation_result(deactivation: Deactivation) -> dict:
-    """The guide's `result` object."""
+    """The guide's `result` object; `refundReason` says why a requested refund is not issued."""
     customer = deactivation.customer
-    refund = deactivation.refund
+    issued, amount, reason = _refund_state(deactivation)
     return {
         "customerId": customer.customer_id,
         "subscriptionCanceled": deactivation.subscription_canceled,
-        "refundIssued": bool(refund and refund.status == "succeeded"),
-        "refundAmount": refund.amount if refund else 0,
+        "refundIssued": issued,
+        "refundAmount": amount,
+        "refundReason": reason,
         "dataScheduledForDeletion": customer.scheduled_deletion is not None,
         "scheduledDeletionDate": iso(customer.scheduled_deletion),
         "licenseRevoked": deactivation.license_revoked_at is not None,
@@ -111,9 +131,9 @@ def customer_deactivate(
             deactivation.refresh_from_db()
 
         if deactivation.refund_done_at is None:
-            if options.issue_refund and customer.subscription.latest_amount_paid:
+            if options.issue_refund:
                 try:
-                    refund = refunds.refund_request(
+                    result = refunds.refund_request(
                         customer=customer,
                         reason=options.refund_reason,
                         amount=options.refund_amount,
@@ -122,19 +142,20 @@ def customer_deactivate(
                         client_key=f"deactivation:{deactivation.pk}",
                         dedup_window=_REFUND_KEY_WINDOW,
                         actor=actor,
-                    ).refund
+                    )
                 except ApplicationError as exc:
                     # Nothing (more) is refundable: a re-run would hit the same answer, so the
                     # step is done without a refund and the deactivation goes on.
                     if exc.error not in _UNREFUNDABLE:
                         raise
                     Deactivation.objects.filter(pk=deactivation.pk).update(
-                        last_error=f"Refund skipped: {exc.message}"[:2000]
+                        last_error=f"{_SKIPPED}{exc.message}"[:2000]
                     )
                 else:
-                    if refund.status == Refund.Status.PENDING and not refund.stripe_refund_id:
-                        refund = refunds.refund_submit(refund=refund)
-                    Deactivation.objects.filter(pk=deactivation.pk).update(refund=refund)
+                    # A re-run finds the first run's rows: the parts Stripe did not get yet
+                    # are sent now, with their keys.
+                    rows = refunds.refund_submit_all(refunds=list(result.refunds))
+                    Deactivation.objects.filter(pk=deactivation.pk).update(refund=rows[0])
             Deactivation.objects.filter(pk=deactivation.pk).update(refund_done_at=now())
             deactivation.refresh_from_db()
 
@@ -187,7 +208,7 @@ def _finish(
         deactivation.deletion_scheduled_at = now
     deactivation.status = Deactivation.Status.COMPLETED
     deactivation.completed_at = now
-    if not deactivation.last_error.startswith("Refund skipped"):
+    if not deactivation.last_error.startswith(_SKIPPED):
         deactivation.last_error = ""
     deactivation.save()
     audit_record(

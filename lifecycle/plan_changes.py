@@ -3,9 +3,10 @@ what follows from it (lifecycle.entitlements), the audit row and the customer's 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.audit import audit_record
+from core.errors import ApplicationError
 from customers.models import Customer
 from lifecycle import entitlements
 from lifecycle.notifications import customer_email_on_commit
@@ -52,8 +53,17 @@ class RefundOnCancel:
 
 @dataclass(frozen=True)
 class Cancellation:
+    """A cancellation, its refund (the Stripe refunds of it, one per payment) and, when a
+    refund was asked for but is not issued, why."""
+
     subscription: Subscription
-    refund: Refund | None
+    refunds: list[Refund] = field(default_factory=list)
+    refund_issued: bool = False
+    refund_reason: str | None = None
+
+    @property
+    def refund(self) -> Refund | None:
+        return self.refunds[0] if self.refunds else None
 
 
 def subscription_cancel_immediately(
@@ -61,23 +71,46 @@ def subscription_cancel_immediately(
 ) -> Cancellation:
     """Cancel now (access ends now), optionally with a refund, then email the customer.
 
-    A refund that cannot be issued is refused before anything is canceled.
+    A refund that cannot be issued is refused before anything is canceled. One that Stripe
+    then does not complete (unavailable, refused, or nothing unused pro rata) leaves the
+    cancellation done and says why.
     """
     if refund is not None:
         refunds.refund_check(customer=customer, amount=refund.amount)
     subscription = entitlements.subscription_cancel_now(customer=customer)
-    issued = None
+    rows: list[Refund] = []
+    issued, reason = False, None
     if refund is not None:
-        issued = refunds.refund_request(
-            customer=customer,
-            reason=refund.reason,
-            amount=refund.amount,
-            use_prorated=refund.amount is None,
-            description="Refund on immediate cancellation",
-            client_key=refund.idempotency_key,
-            actor=actor,
-        ).refund
-    refund_pk = issued.pk if issued else None
-    audit_record(action="subscription.canceled", customer=customer, actor=actor, refund=refund_pk)
+        try:
+            rows = list(
+                refunds.refund_request(
+                    customer=customer,
+                    reason=refund.reason,
+                    amount=refund.amount,
+                    use_prorated=refund.amount is None,
+                    description="Refund on immediate cancellation",
+                    client_key=refund.idempotency_key,
+                    actor=actor,
+                ).refunds
+            )
+        except ApplicationError as exc:
+            reason = exc.message
+            row_id = (exc.details or {}).get("refund_id")
+            pending = Refund.objects.filter(pk=row_id).first() if row_id else None
+            rows = refunds.refund_group(pending)
+        else:
+            issued, reason = refunds.refund_outcome(rows)
+    refund_pk = rows[0].pk if rows else None
+    audit_record(
+        action="subscription.canceled",
+        customer=customer,
+        actor=actor,
+        refund=refund_pk,
+        refunds=[r.pk for r in rows],
+        refund_issued=issued,
+        refund_reason=reason,
+    )
     customer_email_on_commit(customer, "immediate_cancellation", refund=refund_pk)
-    return Cancellation(subscription=subscription, refund=issued)
+    return Cancellation(
+        subscription=subscription, refunds=rows, refund_issued=issued, refund_reason=reason
+    )

@@ -4,6 +4,11 @@ Runs until Ctrl-C. Point the app at it with ``STRIPE_API_BASE=http://127.0.0.1:1
 ``sk_test_`` key. Dev-only controls (no auth, keep the simulator on loopback):
 ``POST /_simulator/advance_clock`` (``seconds=N``; renews what falls due),
 ``POST /_simulator/renew`` and ``POST /_simulator/fail_renewal`` (``subscription=sub_...``).
+
+State is kept in ``--state-file`` (default ``.stripe-simulator/state.json`` under the working
+directory, or ``STRIPE_SIMULATOR_STATE_FILE``; an empty value keeps it in memory only), so a
+restart of ``make run`` still knows its customers, prices and subscriptions. ``--fresh``
+starts empty.
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ import argparse
 import logging
 import os
 import threading
+from pathlib import Path
 
 from .simulator import start_simulator
 from .webhooks import DEFAULT_WEBHOOK_SECRET
 
 logger = logging.getLogger("stripe_simulator")
+DEFAULT_STATE_FILE = ".stripe-simulator/state.json"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,15 +41,29 @@ def main(argv: list[str] | None = None) -> None:
         "--webhook-secret",
         default=os.environ.get("STRIPE_WEBHOOK_SECRET") or DEFAULT_WEBHOOK_SECRET,
     )
+    parser.add_argument(
+        "--state-file",
+        default=os.environ.get("STRIPE_SIMULATOR_STATE_FILE", DEFAULT_STATE_FILE),
+        help="where state is kept between runs ('' keeps it in memory only)",
+    )
+    parser.add_argument("--fresh", action="store_true", help="forget the saved state first")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
+    state_file = Path(args.state_file) if args.state_file else None
+    if args.fresh and state_file is not None:
+        state_file.unlink(missing_ok=True)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(message)s",
     )
-    handle = start_simulator(args.port, args.webhook_url, args.webhook_secret, args.host)
+    handle = start_simulator(
+        args.port, args.webhook_url, args.webhook_secret, args.host, state_file=state_file
+    )
     logger.info(
-        "Stripe simulator on %s (webhooks -> %s)", handle.base_url, args.webhook_url or "nowhere"
+        "Stripe simulator on %s (webhooks -> %s, state in %s)",
+        handle.base_url,
+        args.webhook_url or "nowhere",
+        state_file or "memory only",
     )
     try:
         threading.Event().wait()

@@ -1,7 +1,10 @@
 """Subscriptions: create (via API or checkout), update with prorations, cancel, renew.
 
-Prorations are computed per second of the current period and rounded half-up to whole cents:
-credit ``old * remaining / period`` and charge ``new * remaining / period``, each line rounded.
+Periods are calendar periods from the billing cycle anchor (a subscription started on the 31st
+renews on the last day of shorter months), and live on the subscription items
+(``items.data[].current_period_start/end``), as in the pinned API version. Prorations are
+computed per second of the current period and rounded half-up to whole cents: credit
+``old * remaining / period`` and charge ``new * remaining / period``, each line rounded.
 """
 
 from __future__ import annotations
@@ -9,9 +12,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from . import shapes
 from .billing import card_error, default_payment_method, emit_invoice, new_invoice, pay_invoice
 from .resources import (
     CARDS,
+    DAY,
     create_customer,
     create_payment_method,
     get_bool,
@@ -19,8 +24,8 @@ from .resources import (
     get_str,
     merge_metadata,
     meter_total,
+    next_boundary,
     one_of,
-    period_end,
     recurring_items,
     resolve_payment_method,
 )
@@ -47,19 +52,50 @@ def _cycle(price: Obj) -> tuple[str, int, str]:
     return recurring["interval"], recurring["interval_count"], recurring["usage_type"]
 
 
-def _line(s: Store, sub: Obj, item: Obj, amount: int, text: str, period: tuple[int, int]) -> Obj:
-    """An invoice line for ``item`` at its current price; prorations override price/quantity."""
-    line = {"id": s.new_id("il_"), "object": "line_item", "amount": amount, "description": text}
-    line.update(currency=sub["currency"], price=item["price"], quantity=item["quantity"])
-    line.update(period={"start": period[0], "end": period[1]}, proration=False)
-    line.update(type="subscription", subscription=sub["id"], subscription_item=item["id"])
-    return line
+def period(sub: Obj) -> tuple[int, int]:
+    """The current period, kept on the items (they share one interval here)."""
+    item = sub["items"]["data"][0]
+    return item["current_period_start"], item["current_period_end"]
 
 
-def _plan_line(s: Store, sub: Obj, item: Obj, period: tuple[int, int]) -> Obj:
+def _set_period(sub: Obj, start: int, end: int) -> None:
+    for item in sub["items"]["data"]:
+        item.update(current_period_start=start, current_period_end=end)
+
+
+def _line(
+    s: Store,
+    sub: Obj,
+    item: Obj,
+    amount: int,
+    text: str,
+    span: tuple[int, int],
+    *,
+    price: Obj | None = None,
+    quantity: Any = None,
+    proration: bool = False,
+) -> Obj:
+    """An invoice line for ``item`` (at its current price unless a proration says otherwise)."""
+    return shapes.invoice_line(
+        s,
+        sub=sub,
+        item=item,
+        price_obj=price or item["price"],
+        quantity=item["quantity"] if quantity is None else quantity,
+        amount=amount,
+        description=text,
+        period=span,
+        proration=proration,
+    )
+
+
+def _plan_line(s: Store, sub: Obj, item: Obj, span: tuple[int, int]) -> Obj:
     price, qty = item["price"], item["quantity"]
-    text = f"{qty} × {_name(s, price)} (at ${price['unit_amount'] / 100:.2f})"
-    return _line(s, sub, item, _amount(price, qty), text, period)
+    if price["recurring"]["usage_type"] == "metered":
+        text = f"{_name(s, price)} (metered)"
+    else:
+        text = f"{qty} × {_name(s, price)} (at ${price['unit_amount'] / 100:.2f} / month)"
+    return _line(s, sub, item, _amount(price, qty), text, span)
 
 
 def start_subscription(
@@ -67,36 +103,32 @@ def start_subscription(
 ) -> Obj:
     """Create a subscription and its first invoice, and pay it (card checked by the caller)."""
     now = s.now()
-    end = trial_end or period_end(now, items[0][0])
-    fields = {
-        "customer": customer["id"],
-        "status": "incomplete",
-        "currency": items[0][0]["currency"],
-        "start_date": now,
-        "current_period_start": now,
-        "current_period_end": end,
-        "cancel_at_period_end": False,
-        "cancel_at": None,
-        "canceled_at": None,
-        "ended_at": None,
-        "cancellation_details": {"comment": None, "feedback": None, "reason": None},
-        "trial_start": now if trial_end else None,
-        "trial_end": trial_end,
-        "default_payment_method": pm and pm["id"],
-        "latest_invoice": None,
-        "metadata": metadata,
-        "_pending": [],  # proration lines waiting for the next invoice
-    }
-    sub = s.add("subscription", "sub_", fields)
-    sub_items = []
-    for price, qty in items:
-        item = {"price": price, "quantity": qty, "subscription": sub["id"]}
-        sub_items.append(s.add("subscription_item", "si_", item))
-        sub_items[-1].update(current_period_start=now, current_period_end=end)
+    anchor = trial_end or now
+    end = trial_end or next_boundary(anchor, items[0][0], now)
+    sub = shapes.subscription(
+        s, customer_id=customer["id"], currency=items[0][0]["currency"], anchor=anchor
+    )
+    sub.update(
+        default_payment_method=pm and pm["id"],
+        metadata=metadata,
+        trial_start=now if trial_end else None,
+        trial_end=trial_end,
+        _pending=[],  # proration lines waiting for the next invoice
+    )
+    sub_items = [
+        s.add(
+            shapes.subscription_item(
+                s, sub_id=sub["id"], price_obj=price, quantity=qty, period=(now, end)
+            )
+        )
+        for price, qty in items
+    ]
     sub["items"] = list_object(sub_items, f"/v1/subscription_items?subscription={sub['id']}")
+    s.add(sub)
     lines = [_plan_line(s, sub, item, (now, end)) for item in sub_items]
     for line in lines if trial_end else []:
-        line.update(amount=0, description=f"Trial period for {_name(s, line['price'])}")
+        line.update(amount=0, subtotal=0)
+        line["description"] = f"Trial period for {line['description'].split(' × ')[-1]}"
     inv = new_invoice(s, sub, lines, "subscription_create", (now, now))
     decline = pay_invoice(s, inv, pm)
     sub["status"] = "trialing" if trial_end else ("active" if decline is None else "incomplete")
@@ -113,7 +145,7 @@ def create_subscription(s: Store, p: Obj) -> Obj:
     now = s.now()
     trial_end = None if p.get("trial_end") in (None, "", "now") else get_int(p, "trial_end")
     if get_int(p, "trial_period_days"):
-        trial_end = now + get_int(p, "trial_period_days") * 86_400
+        trial_end = now + get_int(p, "trial_period_days") * DAY
     if trial_end is not None and trial_end <= now:
         raise ApiError("trial_end must be in the future.", "trial_end")
     param = "default_payment_method"
@@ -129,20 +161,29 @@ def _proration_lines(
     s: Store, sub: Obj, item: Obj, new_price: Obj, new_qty: Any, now: int
 ) -> list[Obj]:
     """Credit unused time on the item's current price and charge the rest on the new one."""
-    start, end = sub["current_period_start"], sub["current_period_end"]
+    start, end = period(sub)
     day = time.strftime("%d %b %Y", time.gmtime(now))
     credit = share(_amount(item["price"], item["quantity"]), end - now, end - start)
     debit = share(_amount(new_price, new_qty), end - now, end - start)
     lines = []
     if credit:
         text = f"Unused time on {_name(s, item['price'])} after {day}"
-        lines.append(_line(s, sub, item, -credit, text, (now, end)))
+        lines.append(_line(s, sub, item, -credit, text, (now, end), proration=True))
     if debit:
         text = f"Remaining time on {_name(s, new_price)} after {day}"
-        lines.append(_line(s, sub, item, debit, text, (now, end)))
-        lines[-1].update(price=new_price, quantity=new_qty)
-    for line in lines:
-        line["proration"] = True
+        lines.append(
+            _line(
+                s,
+                sub,
+                item,
+                debit,
+                text,
+                (now, end),
+                price=new_price,
+                quantity=new_qty,
+                proration=True,
+            )
+        )
     return lines
 
 
@@ -174,10 +215,10 @@ def update_subscription(s: Store, p: Obj, sub_id: str) -> Obj:
         qty = get_int(change, "quantity", item["quantity"])
         if sub["status"] in ("active", "past_due") and behavior != "none":
             lines += _proration_lines(s, sub, item, price, qty, now)
-        item.update(price=price, quantity=qty)
+        item.update(price=price, plan=shapes.plan(price), quantity=qty)
     if "cancel_at_period_end" in p:
         cape = get_bool(p, "cancel_at_period_end")
-        sub.update(cancel_at_period_end=cape, cancel_at=sub["current_period_end"] if cape else None)
+        sub.update(cancel_at_period_end=cape, cancel_at=period(sub)[1] if cape else None)
         sub["canceled_at"] = now if cape else None  # Stripe records when it was requested
         sub["cancellation_details"]["reason"] = "cancellation_requested" if cape else None
     for key in ("comment", "feedback"):
@@ -219,6 +260,9 @@ def cancel_subscription(s: Store, p: Obj, sub_id: str) -> Obj:
         sub["latest_invoice"] = inv["id"]
     sub.update(status="canceled", canceled_at=now, ended_at=now, _pending=[])
     sub["cancellation_details"]["reason"] = "cancellation_requested"
+    for key in ("comment", "feedback"):
+        if key in (p.get("cancellation_details") or {}):
+            sub["cancellation_details"][key] = get_str(p["cancellation_details"], key)
     s.emit("customer.subscription.deleted", sub)
     if inv is not None:
         emit_invoice(s, inv)
@@ -226,7 +270,7 @@ def cancel_subscription(s: Store, p: Obj, sub_id: str) -> Obj:
 
 
 def renew(s: Store, sub: Obj, *, fail: bool = False) -> Obj:
-    """Run one billing cycle at ``current_period_end`` (what a Stripe test clock would do).
+    """Run one billing cycle at the period's end (what a Stripe test clock would do).
 
     Licensed items are billed in advance for the new period, metered items in arrears from
     the meter totals of the period just ended, plus pending prorations. ``fail`` forces a
@@ -235,12 +279,13 @@ def renew(s: Store, sub: Obj, *, fail: bool = False) -> Obj:
     """
     if sub["status"] not in LIVE_STATUSES:
         raise ApiError(f"Cannot renew a subscription with status {sub['status']}.")
-    before, start, end = public(sub), sub["current_period_start"], sub["current_period_end"]
+    before = public(sub)
+    start, end = period(sub)
     if sub["cancel_at_period_end"]:
         sub.update(status="canceled", ended_at=end)
         s.emit("customer.subscription.deleted", sub)
         return sub
-    new_end = period_end(end, sub["items"]["data"][0]["price"])
+    new_end = next_boundary(sub["billing_cycle_anchor"], sub["items"]["data"][0]["price"], end)
     lines = []
     for item in sub["items"]["data"]:
         price = item["price"]
@@ -248,11 +293,10 @@ def renew(s: Store, sub: Obj, *, fail: bool = False) -> Obj:
             usage = meter_total(s, sub["customer"], price["recurring"]["meter"], start, end)
             amount, text = round(usage * price["unit_amount"]), f"{_name(s, price)} usage"
             quantity = int(usage) if usage.is_integer() else usage
-            lines.append(_line(s, sub, item, amount, text, (start, end)) | {"quantity": quantity})
+            lines.append(_line(s, sub, item, amount, text, (start, end), quantity=quantity))
         else:
             lines.append(_plan_line(s, sub, item, (end, new_end)))
-        item.update(current_period_start=end, current_period_end=new_end)
-    sub.update(current_period_start=end, current_period_end=new_end)
+    _set_period(sub, end, new_end)
     inv = new_invoice(s, sub, sub["_pending"] + lines, "subscription_cycle", (start, end))
     pm = default_payment_method(s, sub["customer"], sub)
     decline = pay_invoice(s, inv, pm, "generic_decline" if fail else None)
@@ -265,14 +309,11 @@ def renew(s: Store, sub: Obj, *, fail: bool = False) -> Obj:
 def process_due(s: Store) -> None:
     """Renew every live subscription whose period ended by the simulated ``now``."""
     for _ in range(1000):  # bound: a huge clock jump renews at most this many cycles
-        due = [
-            x
-            for x in s.all("subscription")
-            if x["status"] in LIVE_STATUSES and x["current_period_end"] <= s.now()
-        ]
+        due = [x for x in s.all("subscription") if x["status"] in LIVE_STATUSES]
+        due = [x for x in due if period(x)[1] <= s.now()]
         if not due:
             return
-        for sub in sorted(due, key=lambda x: x["current_period_end"]):
+        for sub in sorted(due, key=lambda x: period(x)[1]):
             renew(s, sub)
 
 
@@ -292,12 +333,19 @@ def complete_checkout(s: Store, session_id: str, card_number: str) -> Obj:
         pm["customer"] = customer["id"]
     data, now = session["_subscription_data"], s.now()
     days = data["trial_period_days"]
-    items = [(line["price"], line["quantity"]) for line in session["_line_items"]["data"]]
-    trial_end = now + days * 86_400 if days else None
+    items = [(line["price"], line["quantity"]) for line in session["_line_items"]]
+    trial_end = now + days * DAY if days else None
     metadata = dict(data["metadata"])
     sub = start_subscription(s, customer, items, trial_end=trial_end, metadata=metadata, pm=pm)
-    session.update(status="complete", customer=customer["id"], subscription=sub["id"])
-    session.update(invoice=sub["latest_invoice"], customer_details={"email": customer["email"]})
+    session.update(status="complete", customer=customer["id"], subscription=sub["id"], url=None)
+    session.update(
+        invoice=sub["latest_invoice"], customer_details=shapes.customer_details(customer)
+    )
+    session["collected_information"] = {
+        "business_name": None,
+        "individual_name": None,
+        "shipping_details": None,
+    }
     session["payment_status"] = "no_payment_required" if days else "paid"
     s.emit("checkout.session.completed", session)
     return session

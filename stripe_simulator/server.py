@@ -12,16 +12,19 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from . import billing, recurring, resources
-from .state import API_VERSION, ApiError, Obj, Store, public
+from . import recurring, resources, schema
+from .routes import INCLUDABLE_NAMES, ROUTES, Route
+from .state import API_VERSION, ApiError, Obj, Replay, Store, public
 
 logger = logging.getLogger(__name__)
-Handler = Callable[..., Obj]
+
+
+def _header(flag: bool) -> str:
+    return "true" if flag else "false"
 
 
 # ---------------------------------------------------------------- form decoding
@@ -65,97 +68,13 @@ def _api_key(header: str | None) -> str | None:
     return key if key.startswith(("sk_test_", "rk_test_")) else None
 
 
-# ---------------------------------------------------------------- generic handlers
-def _fmt(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def lister(object_type: str, *fields: str, extra: Any = None) -> Handler:
-    """GET list handler: exact-match filters on ``fields``, then an optional custom filter."""
-
-    def handler(s: Store, p: Obj) -> Obj:
-        items = s.all(object_type)
-        for f in fields:
-            if p.get(f) not in (None, ""):
-                items = [o for o in items if _fmt(o.get(f)) == p[f]]
-        return s.page(extra(items, p) if extra else items, p)
-
-    return handler
-
-
-def retriever(object_type: str) -> Handler:
-    return lambda s, p, object_id: s.get(object_id, object_type)
-
-
-def _by_lookup_keys(items: list[Obj], p: Obj) -> list[Obj]:
-    keys = p.get("lookup_keys")
-    keys = list(keys.values()) if isinstance(keys, dict) else keys
-    return [o for o in items if o["lookup_key"] in keys] if keys else items
-
-
-def _by_sub_status(items: list[Obj], p: Obj) -> list[Obj]:
-    """Stripe hides canceled subscriptions unless ``status=canceled`` or ``status=all``."""
-    status = p.get("status") or "not_canceled"
-    if status == "all":
-        return items
-    if status == "not_canceled":
-        return [o for o in items if o["status"] != "canceled"]
-    return [o for o in items if o["status"] == status]
-
-
-ID = r"([^/]+)"
-ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
-    (method, re.compile(f"/v1/{path}"), handler)
-    for method, path, handler in [
-        ("GET", "customers", lister("customer", "email")),
-        ("POST", "customers", resources.create_customer),
-        ("GET", f"customers/{ID}", resources.retrieve_customer),
-        ("POST", f"customers/{ID}", resources.update_customer),
-        ("DELETE", f"customers/{ID}", resources.delete_customer),
-        ("GET", "products", lister("product", "active")),
-        ("POST", "products", resources.create_product),
-        ("GET", f"products/{ID}", retriever("product")),
-        ("GET", "prices", lister("price", "active", "product", "type", extra=_by_lookup_keys)),
-        ("POST", "prices", resources.create_price),
-        ("GET", f"prices/{ID}", retriever("price")),
-        ("GET", "billing/meters", lister("billing.meter", "status")),
-        ("POST", "billing/meters", resources.create_meter),
-        ("GET", f"billing/meters/{ID}", retriever("billing.meter")),
-        ("POST", "billing/meter_events", resources.create_meter_event),
-        ("GET", "checkout/sessions", lister("checkout.session", "customer", "subscription")),
-        ("POST", "checkout/sessions", resources.create_checkout_session),
-        ("GET", f"checkout/sessions/{ID}", retriever("checkout.session")),
-        ("GET", "subscriptions", lister("subscription", "customer", extra=_by_sub_status)),
-        ("POST", "subscriptions", recurring.create_subscription),
-        ("GET", f"subscriptions/{ID}", retriever("subscription")),
-        ("POST", f"subscriptions/{ID}", recurring.update_subscription),
-        ("DELETE", f"subscriptions/{ID}", recurring.cancel_subscription),
-        ("GET", f"subscription_items/{ID}", retriever("subscription_item")),
-        ("GET", "invoices", lister("invoice", "customer", "subscription", "status")),
-        ("GET", f"invoices/{ID}", retriever("invoice")),
-        ("GET", "charges", lister("charge", "customer", "payment_intent")),
-        ("GET", f"charges/{ID}", retriever("charge")),
-        ("GET", f"payment_intents/{ID}", retriever("payment_intent")),
-        ("GET", f"payment_methods/{ID}", retriever("payment_method")),
-        ("GET", "refunds", lister("refund", "charge", "payment_intent")),
-        ("POST", "refunds", billing.create_refund),
-        ("GET", f"refunds/{ID}", retriever("refund")),
-        ("GET", "events", lister("event", "type")),
-        ("GET", f"events/{ID}", retriever("event")),
-    ]
-]
-
-
 # ---------------------------------------------------------------- API dispatch
 def handle_api(
     s: Store, method: str, path: str, query: str, body: bytes, headers: Any
 ) -> tuple[int, bytes, dict[str, str]]:
-    """Run one /v1 call: auth, injected faults, idempotency replay, routing, rendering."""
+    """Run one /v1 call: auth, injected faults, idempotency replay, checks, routing, rendering."""
     request_id = s.new_id("req_", 14)
-    out_headers = {
-        "Request-Id": request_id,
-        "Stripe-Version": headers.get("Stripe-Version") or API_VERSION,
-    }
+    out_headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
     api_key = _api_key(headers.get("Authorization"))
     if api_key is None:
         error = ApiError(
@@ -168,13 +87,14 @@ def handle_api(
     idem = headers.get("Idempotency-Key") if method == "POST" else None
     fingerprint = json.dumps([method, path, sorted(pairs)])
     with s.lock:
+        route, match = _match(method, path)
         failure = s.take_failure(method, path)
         if failure is not None:
-            out_headers["Stripe-Should-Retry"] = _fmt(failure.retryable)
+            out_headers["Stripe-Should-Retry"] = _header(failure.retryable)
         if failure is not None and not failure.after:
             return failure.status, _json({"error": failure.error}), out_headers
-        cached = s.idempotency.get((api_key, idem)) if idem else None
-        if cached is not None and cached[0] != fingerprint:
+        cached = s.replay((api_key, idem)) if idem else None
+        if cached is not None and cached.fingerprint != fingerprint:
             error = ApiError(
                 f"Keys for idempotent requests can only be used with the same parameters they "
                 f"were first used with. Try using a key other than '{idem}' if you meant to "
@@ -184,14 +104,15 @@ def handle_api(
             return 400, _json(error.body()), out_headers
         if cached is not None:
             out_headers.update({"Idempotent-Replayed": "true", "Idempotency-Key": idem or ""})
-            return cached[1], cached[2], out_headers
+            return cached.status, cached.body, out_headers
         s.request = {"id": request_id, "idempotency_key": idem}
+        ran = True
         try:
-            status, payload = 200, _route(s, method, path, params)
+            status, payload = 200, _run(s, route, match, method, path, params)
         except ApiError as exc:
-            status, payload = exc.status, exc.body()
+            status, payload, ran = exc.status, exc.body(), not exc.validation
             if exc.should_retry is not None:
-                out_headers["Stripe-Should-Retry"] = _fmt(exc.should_retry)
+                out_headers["Stripe-Should-Retry"] = _header(exc.should_retry)
         except Exception:  # a simulator bug must still answer like Stripe's 500s do
             logger.exception("simulator error on %s %s", method, path)
             status, payload = (
@@ -201,26 +122,56 @@ def handle_api(
         finally:
             s.request = {"id": None, "idempotency_key": None}
         encoded = _json(payload)
-        # Stripe stores results once an endpoint ran (not for validation errors or 500s).
-        if idem and (status < 400 or status == 402):
-            s.idempotency[(api_key, idem)] = (fingerprint, status, encoded)
+        # Stripe keeps the first result of any request that ran (errors and 500s included),
+        # not of one refused by parameter validation.
+        if idem and ran and route is not None:
+            s.idempotency[(api_key, idem)] = Replay(fingerprint, status, encoded, s.now())
             out_headers["Idempotency-Key"] = idem
+        s.request_log.append((method, route.pattern.pattern if route else path, status))
+        if method != "GET":
+            s.save()
         if failure is not None:  # ``after``: the work is done, but the client sees an error
             return failure.status, _json({"error": failure.error}), out_headers
         return status, encoded, out_headers
 
 
-def _route(s: Store, method: str, path: str, params: Obj) -> Obj:
-    for route_method, pattern, handler in ROUTES:
-        match = pattern.fullmatch(path)
-        if match and route_method == method:
-            result = handler(s, params, *match.groups())
-            if result.get("object") == "list":
-                result["url"] = path
-            expand = params.get("expand") or []
-            expand = list(expand.values()) if isinstance(expand, dict) else expand
-            return s.render(result, [expand] if isinstance(expand, str) else expand)
-    raise ApiError(f"Unrecognized request URL ({method}: {path}).", status=404)
+def _match(method: str, path: str) -> tuple[Route | None, re.Match[str] | None]:
+    for route in ROUTES:
+        match = route.pattern.fullmatch(path)
+        if match and route.method == method:
+            return route, match
+    return None, None
+
+
+def _run(
+    s: Store, route: Route | None, match: re.Match[str] | None, method: str, path: str, params: Obj
+) -> Obj:
+    if route is None or match is None:
+        raise ApiError(
+            f"Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs "
+            "or we can help at https://support.stripe.com/. (The Stripe simulator does not "
+            "implement this endpoint: README, Stripe.)",
+            status=404,
+            validation=True,
+        )
+    schema.check_params(params, route.params)
+    for key in params:
+        if key not in route.models:
+            raise ApiError(
+                f"The Stripe simulator does not model the parameter {key} of {method} "
+                f"/v1/{path.removeprefix('/v1/')} (Stripe accepts it). Leave it out, or add it "
+                "to stripe_simulator/.",
+                key,
+                validation=True,
+            )
+    expand = params.get("expand") or []
+    expand = list(expand.values()) if isinstance(expand, dict) else expand
+    expand = [expand] if isinstance(expand, str) else expand
+    schema.check_expand(expand, route.answers, INCLUDABLE_NAMES)
+    result = route.handler(s, params, *match.groups())
+    if result.get("object") == "list":
+        result["url"] = path
+    return s.render(result, expand)
 
 
 def _json(payload: Obj) -> bytes:
@@ -234,7 +185,7 @@ def checkout_page(s: Store, session: Obj, error: str | None = None) -> str:
     items = "".join(
         f"<li>{esc(li['description'])} &times; {li['quantity'] or 'metered'}: "
         f"{li['amount_total'] / 100:.2f} {esc(li['currency'].upper())}</li>"
-        for li in session["_line_items"]["data"]
+        for li in session["_line_items"]
     )
     if session["status"] != "open":
         body = f"<p>This checkout session is {esc(session['status'])}.</p>"
@@ -311,6 +262,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 card = dict(parse_qsl(body.decode())).get("card_number", "")
                 try:
                     recurring.complete_checkout(s, session_id, card)
+                    s.save()
                 except ApiError as exc:
                     page = checkout_page(s, session, exc.message)
                     return self._send(402, page.encode(), "text/html; charset=utf-8")
@@ -331,6 +283,7 @@ class RequestHandler(BaseHTTPRequestHandler):
                 else:
                     sub = s.get(p.get("subscription"), "subscription", "subscription")
                     result = public(recurring.renew(s, sub, fail=name == "fail_renewal"))
+                s.save()
         except ApiError as exc:
             return self._send(exc.status, _json(exc.body()), "application/json")
         return self._send(200, _json(result), "application/json")

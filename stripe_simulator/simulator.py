@@ -6,10 +6,14 @@ simulator over HTTP from other threads.
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 from . import recurring, resources
+from .routes import INCLUDABLE
 from .server import SimulatorServer
 from .state import ApiError, Failure, Obj, Store, public
 from .webhooks import DEFAULT_WEBHOOK_SECRET, Delivery, WebhookDispatcher, sign_payload
@@ -64,13 +68,16 @@ class SimulatorHandle:
             self.state.advance(seconds)
             if process_renewals:
                 recurring.process_due(self.state)
+            self.state.save()
             return self.state.now()
 
     # ---------------------------------------------------------------- flows
     def complete_checkout(self, session_id: str, card_number: str = "4242424242424242") -> Obj:
         """Pay a checkout session as the hosted page would; raises ``ApiError`` on decline."""
         with self.state.lock:
-            return public(recurring.complete_checkout(self.state, session_id, card_number))
+            session = public(recurring.complete_checkout(self.state, session_id, card_number))
+            self.state.save()
+            return session
 
     def renew_subscription(self, subscription_id: str) -> Obj:
         """Bill the next period now and pay it with the subscription's card."""
@@ -83,7 +90,9 @@ class SimulatorHandle:
     def _renew(self, subscription_id: str, *, fail: bool) -> Obj:
         with self.state.lock:
             sub = self.state.get(subscription_id, "subscription")
-            return public(recurring.renew(self.state, sub, fail=fail))
+            renewed = public(recurring.renew(self.state, sub, fail=fail))
+            self.state.save()
+            return renewed
 
     def meter_total(
         self, customer: str, meter: str, start: int | None = None, end: int | None = None
@@ -93,8 +102,15 @@ class SimulatorHandle:
             return resources.meter_total(self.state, customer, meter, start, end)
 
     def get(self, object_id: str) -> Obj:
+        """An object as the API shows it (without ``expand``), straight from the store."""
         with self.state.lock:
-            return public(self.state.objects[object_id])
+            return self.state.view(self.state.objects[object_id])
+
+    def forget(self, object_id: str) -> None:
+        """Drop an object, as a simulator restarted without its state would have lost it."""
+        with self.state.lock:
+            del self.state.objects[object_id]
+            self.state.save()
 
     # ---------------------------------------------------------------- faults
     def fail_next(
@@ -139,6 +155,21 @@ class SimulatorHandle:
             raise TimeoutError("webhook deliveries still pending")
         return self.deliveries
 
+    def hold_webhooks(self) -> None:
+        """Queue webhooks instead of sending them (see ``take_held_webhooks``)."""
+        if self._dispatcher is None:
+            raise RuntimeError("no webhook_url configured")
+        self._dispatcher.hold()
+
+    def take_held_webhooks(self) -> list[Obj]:
+        """The events held since ``hold_webhooks`` (oldest first), no longer queued; sending
+        resumes for later events."""
+        if self._dispatcher is None:
+            raise RuntimeError("no webhook_url configured")
+        payloads = self._dispatcher.take_held()
+        self._dispatcher.release()
+        return [json.loads(payload) for payload in payloads]
+
     def redeliver(self, event_id: str, times: int = 1) -> None:
         """Send a stored event again (same id and body, fresh signature), e.g. for dedup tests."""
         if self._dispatcher is None:
@@ -148,14 +179,27 @@ class SimulatorHandle:
         self._dispatcher.enqueue(event, times)
 
 
+logger = logging.getLogger("stripe_simulator")
+
+
 def start_simulator(
     port: int = 0,
     webhook_url: str | None = None,
     webhook_secret: str = DEFAULT_WEBHOOK_SECRET,
     host: str = "127.0.0.1",
+    state_file: str | Path | None = None,
 ) -> SimulatorHandle:
-    """Serve the simulator on a background thread; ``port=0`` picks a free port."""
-    store = Store()
+    """Serve the simulator on a background thread; ``port=0`` picks a free port.
+
+    Without ``state_file`` the state lives in memory only (what tests want); with one, it is
+    read at start and written after every change, so a restart keeps customers, prices,
+    subscriptions and idempotency keys (what ``make run`` wants).
+    """
+    store = Store(includables=INCLUDABLE)
+    if state_file is not None:
+        store.state_file = Path(state_file)
+        if store.load():
+            logger.info("Stripe simulator state read from %s", store.state_file)
     dispatcher = WebhookDispatcher(webhook_url, webhook_secret) if webhook_url else None
     store.on_event = dispatcher.enqueue if dispatcher else None
     server = SimulatorServer((host, port), store)

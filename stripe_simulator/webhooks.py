@@ -66,7 +66,7 @@ class WebhookDispatcher:
         self._queue: deque[tuple[str, str, bytes]] = deque()
         self._attempts: dict[str, int] = {}
         self._cond = threading.Condition()
-        self._busy = self._closed = False
+        self._busy = self._closed = self._held = False
         self._thread = threading.Thread(target=self._run, name="stripe-sim-webhooks", daemon=True)
         self._thread.start()
 
@@ -78,9 +78,30 @@ class WebhookDispatcher:
             self._cond.notify_all()
 
     def wait(self, timeout: float = 10.0) -> bool:
-        """Block until every queued event has been attempted; False on timeout."""
+        """Block until every queued event has been attempted (or is held); False on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
+            return self._cond.wait_for(
+                lambda: (not self._queue or self._held) and not self._busy, timeout
+            )
+
+    def hold(self) -> None:
+        """Keep queued events instead of sending them, until ``release`` (or ``take_held``)."""
+        with self._cond:
+            self._held = True
+
+    def release(self) -> None:
+        with self._cond:
+            self._held = False
+            self._cond.notify_all()
+
+    def take_held(self) -> list[bytes]:
+        """Remove the held events from the queue and return their payloads, oldest first: a
+        test can then deliver them itself, e.g. two at once, as Stripe may."""
+        with self._cond:
+            payloads = [payload for _, _, payload in self._queue]
+            self._queue.clear()
+            self._cond.notify_all()
+            return payloads
 
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is queued, then stop the worker thread."""
@@ -92,8 +113,8 @@ class WebhookDispatcher:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._closed)
-                if not self._queue:
+                self._cond.wait_for(lambda: (self._queue and not self._held) or self._closed)
+                if not self._queue or self._held:
                     return
                 item = self._queue.popleft()
                 self._busy = True

@@ -38,6 +38,10 @@ class CheckoutView(APIView):
     @api_doc(
         "staff_or_customer",
         "Create a Stripe Checkout session for a paid plan",
+        description="409 `Subscription exists` while the customer has a live Stripe "
+        "subscription, 409 `Checkout already open` while a session for another plan can "
+        "still be paid (the answer names it); an open session for the same plan is returned "
+        "again.",
         request=serializers.CheckoutInput,
         responses={200: OBJ},
     )
@@ -49,7 +53,11 @@ class CheckoutView(APIView):
         )
         cancel = values.get("cancel_url") or request.build_absolute_uri("/checkout/cancel")
         session = services.checkout_session_start(
-            customer=customer, plan=values["plan"], success_url=success, cancel_url=cancel
+            customer=customer,
+            plan=values["plan"],
+            success_url=success,
+            cancel_url=cancel,
+            actor=actor_of(request.user),
         )
         return Response(session)
 
@@ -151,7 +159,9 @@ class CancelImmediateView(APIView):
         "staff_or_customer",
         "Cancel immediately, optionally with a refund",
         description="A refund (`issue_refund: true`) needs staff credentials; without "
-        "`refund_amount` the refund is pro-rated.",
+        "`refund_amount` the refund is pro-rated. A refund that cannot be made is refused "
+        "(409) before anything is canceled; one Stripe does not complete leaves the "
+        "cancellation done and says why (`refundIssued: false`, `refundReason`).",
         request=serializers.CancelImmediateInput,
         responses={200: OBJ},
     )
@@ -173,9 +183,11 @@ class CancelImmediateView(APIView):
             {
                 "message": "Subscription canceled immediately",
                 "subscription": serializers.subscription_out(cancellation.subscription),
-                "refund": serializers.refund_summary(cancellation.refund)
-                if cancellation.refund
+                "refund": serializers.refund_request_summary(cancellation.refunds)
+                if cancellation.refunds
                 else None,
+                "refundIssued": cancellation.refund_issued,
+                "refundReason": cancellation.refund_reason,
             }
         )
 
@@ -186,9 +198,13 @@ class RefundView(APIView):
     @api_doc(
         "staff",
         "Issue a refund without canceling",
-        description="`amount` in cents, or `use_prorated`, or neither for all that remains "
-        "refundable. An `Idempotency-Key` header makes retries safe for 24 h; identical "
-        "requests without one within 10 minutes return the first refund.",
+        description="The amount follows one rule, named in `rule`: `amount` (cents, as "
+        "asked, also when `use_prorated` is sent with it), `prorated` (`use_prorated` alone: "
+        "each payment's unused share of the period), or `remaining` (neither: all that is "
+        "left). It is taken from the current period's payments, newest first, never more "
+        "than paid minus refunded; each payment gets its own Stripe refund (`refund.parts`). "
+        "An `Idempotency-Key` header makes retries safe for 24 h; identical requests without "
+        "one within 10 minutes return the first refund.",
         request=serializers.RefundInput,
         responses={200: OBJ},
     )
@@ -203,14 +219,17 @@ class RefundView(APIView):
             client_key=request.headers.get("Idempotency-Key", ""),
             actor=actor_of(request.user),
         )
+        summary = serializers.refund_request_summary(result.refunds)
         if not result.duplicate:
             _audit(
                 request,
                 "refund.issued",
                 customer,
                 refund=result.refund.pk,
-                amount=result.refund.amount,
-                status=result.refund.status,
+                refunds=[r.pk for r in result.refunds],
+                amount=result.amount,
+                status=summary["status"],
+                rule=result.rule,
             )
         return Response(
             {
@@ -218,7 +237,8 @@ class RefundView(APIView):
                 if result.duplicate
                 else "Refund issued successfully",
                 "duplicate": result.duplicate,
-                "refund": serializers.refund_summary(result.refund),
+                "rule": result.rule,
+                "refund": summary,
             }
         )
 

@@ -30,7 +30,7 @@ class Subscription(models.Model):
     # Bumped on every change we make, so Stripe idempotency keys differ between two
     # deliberate changes (cancel, keep, cancel) but repeat on a retry of the same one.
     revision = models.PositiveIntegerField(default=0)
-    # The payment of the current period, what a refund is made against.
+    # The newest paid invoice, for staff (refunds are made against `Payment` rows).
     latest_invoice_id = models.CharField(max_length=255, blank=True)
     latest_amount_paid = models.PositiveIntegerField(default=0)
     latest_payment_reference = models.JSONField(default=dict, blank=True)
@@ -75,8 +75,43 @@ class StripeEvent(models.Model):
         return f"{self.stripe_event_id} {self.type} ({self.status})"
 
 
+class Payment(models.Model):
+    """One successful payment of one of the customer's invoices: an InvoicePayment at Stripe.
+
+    What refunds are made against: a refund takes what is left of the current period's
+    payments, newest first. Recorded from `invoice.paid` (which carries no payments: they are
+    listed from Stripe) and reconciled before each refund. Times are on Stripe's clock.
+    """
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="payments")
+    # "legacy:<invoice id>" for payments recorded before invoice payments were read.
+    stripe_invoice_payment_id = models.CharField(max_length=255, unique=True)
+    stripe_invoice_id = models.CharField(max_length=255, db_index=True)
+    stripe_subscription_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # What Stripe refunds: {"payment_intent": "pi_..."} or {"charge": "ch_..."}.
+    reference = models.JSONField(default=dict)
+    amount = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3, default="usd")
+    invoice_created_at = models.DateTimeField()
+    paid_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-invoice_created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="payment_amount_positive")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer.customer_id} {self.amount} ({self.stripe_invoice_id})"
+
+
 class Refund(models.Model):
-    """A refund, written `pending` before Stripe is called so one never exists without its row."""
+    """A refund, written `pending` before Stripe is called so one never exists without its row.
+
+    One Stripe refund per row, against one payment. A request that spans several payments
+    makes one row per payment, all with the same `request_key`.
+    """
 
     class Reason(models.TextChoices):
         REQUESTED_BY_CUSTOMER = "requested_by_customer"
@@ -90,7 +125,22 @@ class Refund(models.Model):
         CANCELED = "canceled"
         REQUIRES_ACTION = "requires_action"
 
+    class Rule(models.TextChoices):
+        """How the amount was decided (README, Refunds)."""
+
+        AMOUNT = "amount"  # the amount asked for
+        PRORATED = "prorated"  # each payment's unused share of the period
+        REMAINING = "remaining"  # all that is left of the period's payments
+        DUPLICATE_SUBSCRIPTION = "duplicate_subscription"  # a second subscription, in full
+        EXTERNAL = "external"  # made outside this service (seen in a webhook)
+
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="refunds")
+    payment = models.ForeignKey(
+        Payment, on_delete=models.SET_NULL, null=True, blank=True, related_name="refunds"
+    )
+    # Shared by the rows of one request (one per payment it spans).
+    request_key = models.CharField(max_length=64, blank=True, db_index=True)
+    rule = models.CharField(max_length=30, choices=Rule.choices, default=Rule.AMOUNT)
     stripe_refund_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     amount = models.PositiveIntegerField()
     reason = models.CharField(max_length=50, choices=Reason.choices)

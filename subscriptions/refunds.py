@@ -1,11 +1,21 @@
-"""Refunds: full, partial or pro-rated, exactly once.
+"""Refunds: an amount asked for, pro-rated, or all that remains, exactly once.
 
-1. Under a lock on the customer's subscription row: work out the amount, refuse what is
-   not refundable, and find an identical recent request (which gets its refund back).
-2. Write the refund row `pending` with its idempotency key, and commit.
-3. Call Stripe with that key; mark the row with Stripe's answer.
-A crash between 2 and 3 leaves a pending row: `refund_reconcile` (and the `charge.refunded`
-webhook) complete it with the same key, so Stripe never refunds twice and never refunds
+A refund takes from the current period's payments (subscriptions.payments), newest first,
+each at most what is left of it (paid minus refunded), one Stripe refund per payment. The
+amount follows one rule, named in the answer as `rule`:
+
+- `amount`: the amount asked for. It wins over `use_prorated` when both are sent;
+- `prorated`: each payment's unused share, amount × days remaining ÷ days it pays for (from
+  its invoice to the period end; a started day counts as used);
+- `remaining`: all that is left.
+
+1. Reconcile the period's payments with Stripe (a missed webhook loses nothing).
+2. Under a lock on the customer's subscription row: decide the amount, refuse what is not
+   refundable, find an identical recent request (which gets its refunds back).
+3. Write one refund row per payment `pending`, each with its own idempotency key; commit.
+4. Call Stripe for each with its key; mark each row with Stripe's answer.
+A crash between 3 and 4 leaves pending rows: `refund_reconcile` (and the `charge.refunded`
+webhook) complete them with the same keys, so Stripe never refunds twice and never refunds
 without a row.
 """
 
@@ -20,17 +30,16 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
 from django.utils import timezone
 from rest_framework import status
 
 from core.errors import ApplicationError
 from customers.models import Customer
-from subscriptions import stripe_api
-from subscriptions.models import Refund, Subscription
+from subscriptions import payments, stripe_api
+from subscriptions.models import Payment, Refund, Subscription
 from subscriptions.services import require_stripe
 
-_COUNTED = (Refund.Status.PENDING, Refund.Status.SUCCEEDED, Refund.Status.REQUIRES_ACTION)
+Rule = Refund.Rule
 
 
 def prorated_refund_amount(
@@ -52,28 +61,122 @@ def prorated_refund_amount(
 
 @dataclass(frozen=True)
 class RefundResult:
-    refund: Refund
+    """The refund rows of one request (one per payment, newest payment first)."""
+
+    refunds: tuple[Refund, ...]
     duplicate: bool
+    rule: str
+
+    @property
+    def refund(self) -> Refund:
+        return self.refunds[0]
+
+    @property
+    def amount(self) -> int:
+        return sum(r.amount for r in self.refunds)
+
+
+def refund_group(refund: Refund | None) -> list[Refund]:
+    """The rows of the request `refund` belongs to (one per payment it spans)."""
+    if refund is None:
+        return []
+    if not refund.request_key:
+        return [refund]
+    return list(Refund.objects.filter(request_key=refund.request_key).order_by("id"))
+
+
+def refund_outcome(rows: list[Refund]) -> tuple[bool, str | None]:
+    """Whether the refund of these rows is issued, and if not, why (for the caller to show)."""
+    if not rows:
+        return False, "No refund was made."
+    statuses = {row.status for row in rows}
+    if statuses == {Refund.Status.SUCCEEDED}:
+        return True, None
+    if Refund.Status.FAILED in statuses:
+        failed = next(row for row in rows if row.status == Refund.Status.FAILED)
+        return False, f"Stripe refused the refund: {failed.failure_message}"
+    if Refund.Status.REQUIRES_ACTION in statuses:
+        return False, "Stripe needs action on the refund before it completes (requires_action)."
+    if Refund.Status.PENDING in statuses:
+        return False, "Stripe has not confirmed the refund yet; it completes automatically."
+    return False, "The refund was canceled."
 
 
 def _no_payment(customer: Customer) -> ApplicationError:
     return ApplicationError(
         f"No payment found for {customer.customer_id}: the customer is on a trial or has no "
-        "successful payment to refund.",
+        "successful payment in the current period to refund.",
         error="No payment found",
         status_code=status.HTTP_409_CONFLICT,
     )
 
 
-def _already_refunded(subscription: Subscription) -> int:
-    return (
-        Refund.objects.filter(
-            customer_id=subscription.customer_id,
-            payment_reference=subscription.latest_payment_reference,
-            status__in=_COUNTED,
-        ).aggregate(total=Sum("amount"))["total"]
-        or 0
-    )
+def _left(period: list[Payment]) -> list[tuple[Payment, int]]:
+    """Each payment with what is still refundable on it."""
+    return [(payment, max(0, payment.amount - payments.refunded_of(payment))) for payment in period]
+
+
+def _split(
+    left: list[tuple[Payment, int]],
+    *,
+    amount: int | None,
+    use_prorated: bool,
+    subscription: Subscription,
+) -> tuple[str, list[tuple[Payment, int]]]:
+    """The rule that applies and the amount to take from each payment."""
+    if amount is not None:
+        parts, rest = [], amount
+        for payment, available in left:
+            take = min(available, rest)
+            if take > 0:
+                parts.append((payment, take))
+                rest -= take
+        return Rule.AMOUNT, parts
+    if use_prorated:
+        end, now = subscription.current_period_end, timezone.now()
+        start = subscription.current_period_start
+        parts = []
+        for payment, available in left:
+            if end is None or start is None:
+                break
+            share = prorated_refund_amount(
+                amount_paid=payment.amount,
+                period_start=max(start, payment.invoice_created_at),
+                period_end=end,
+                now=now,
+            )
+            if min(share, available) > 0:
+                parts.append((payment, min(share, available)))
+        return Rule.PRORATED, parts
+    return Rule.REMAINING, [(payment, available) for payment, available in left if available > 0]
+
+
+def _check_amount(
+    customer: Customer, *, paid: int, requested: int, refundable: int, rule: str
+) -> None:
+    if refundable <= 0:
+        raise ApplicationError(
+            f"The payments of {customer.customer_id} in this period are already fully refunded.",
+            error="Nothing to refund",
+            status_code=status.HTTP_409_CONFLICT,
+            details={"amount_paid": paid, "refundable": 0},
+        )
+    if rule == Rule.PRORATED and requested <= 0:
+        raise ApplicationError(
+            f"Nothing of the current period of {customer.customer_id} is unused: a pro-rated "
+            "refund is 0 cents.",
+            error="Nothing to refund",
+            status_code=status.HTTP_409_CONFLICT,
+            details={"amount_paid": paid, "refundable": refundable, "prorated": 0},
+        )
+    if requested <= 0 or requested > refundable:
+        raise ApplicationError(
+            f"Refund of {requested} cents is not possible: {refundable} of {paid} cents paid "
+            "in this period remain refundable.",
+            error="Invalid refund amount",
+            status_code=status.HTTP_409_CONFLICT if requested > 0 else status.HTTP_400_BAD_REQUEST,
+            details={"requested": requested, "refundable": refundable},
+        )
 
 
 def refund_request(
@@ -87,9 +190,12 @@ def refund_request(
     dedup_window: timedelta | None = None,
     actor: str = "",
 ) -> RefundResult:
-    """Refund the current period's payment: `amount`, pro-rated, or all that remains."""
+    """Refund from the current period's payments: `amount`, pro-rated, or all that remains."""
+    if not customer.subscription.stripe_subscription_id:
+        raise _no_payment(customer)  # never paid through Stripe (a trial), configured or not
     require_stripe()
-    refund, duplicate = _refund_reserve(
+    payments.payments_sync_period(customer=customer)
+    rows, duplicate = _refund_reserve(
         customer=customer,
         reason=reason,
         amount=amount,
@@ -99,9 +205,9 @@ def refund_request(
         dedup_window=dedup_window,
         actor=actor,
     )
-    if duplicate or refund.status != Refund.Status.PENDING:
-        return RefundResult(refund=refund, duplicate=duplicate)
-    return RefundResult(refund=refund_submit(refund=refund), duplicate=False)
+    if not duplicate:
+        rows = refund_submit_all(refunds=rows)
+    return RefundResult(refunds=tuple(rows), duplicate=duplicate, rule=rows[0].rule)
 
 
 @transaction.atomic
@@ -115,13 +221,15 @@ def _refund_reserve(
     client_key: str,
     dedup_window: timedelta | None,
     actor: str,
-) -> tuple[Refund, bool]:
+) -> tuple[list[Refund], bool]:
     subscription = Subscription.objects.select_for_update().get(customer=customer)
-    _require_payment(customer, subscription)
+    period = payments.period_payments(subscription)
+    if not period:
+        raise _no_payment(customer)
 
     asked = "prorated" if use_prorated and amount is None else str(amount)
-    fingerprint_source = (
-        client_key or f"{subscription.latest_invoice_id}|{asked}|{reason}|{description}"
+    fingerprint_source = client_key or (
+        f"{period[0].stripe_invoice_payment_id}|{asked}|{reason}|{description}"
     )
     fingerprint = hashlib.sha256(f"{customer.pk}|{fingerprint_source}".encode()).hexdigest()
     window = dedup_window or (
@@ -129,75 +237,87 @@ def _refund_reserve(
         if client_key
         else timedelta(seconds=settings.REFUND_DEDUP_WINDOW_SECONDS)
     )
-    earlier = Refund.objects.filter(
-        customer=customer, request_fingerprint=fingerprint, created_at__gte=timezone.now() - window
-    ).first()
-    if earlier is not None:
-        return earlier, True
-
-    remaining = subscription.latest_amount_paid - _already_refunded(subscription)
-    if amount is None and use_prorated:
-        if not (subscription.current_period_start and subscription.current_period_end):
-            raise _no_payment(customer)
-        amount = min(
-            remaining,
-            prorated_refund_amount(
-                amount_paid=subscription.latest_amount_paid,
-                period_start=subscription.current_period_start,
-                period_end=subscription.current_period_end,
-                now=timezone.now(),
-            ),
+    earlier = (
+        Refund.objects.filter(
+            customer=customer,
+            request_fingerprint=fingerprint,
+            created_at__gte=timezone.now() - window,
         )
-    elif amount is None:
-        amount = remaining
-    _check_amount(customer, subscription, amount, remaining)
-    refund = Refund.objects.create(
-        customer=customer,
-        amount=amount,
-        reason=reason,
-        description=description,
-        idempotency_key=f"refund:{customer.customer_id}:{uuid.uuid4().hex}",
-        request_fingerprint=fingerprint,
-        payment_reference=subscription.latest_payment_reference,
-        requested_by=actor,
+        .order_by("-created_at", "-id")
+        .first()
     )
-    return refund, False
+    if earlier is not None:
+        if not earlier.request_key:
+            return [earlier], True
+        return list(Refund.objects.filter(request_key=earlier.request_key).order_by("id")), True
 
-
-def _require_payment(customer: Customer, subscription: Subscription) -> None:
-    if (
-        subscription.status == Subscription.Status.TRIALING
-        or not subscription.latest_amount_paid
-        or not subscription.latest_payment_reference
-    ):
-        raise _no_payment(customer)
-
-
-def _check_amount(customer: Customer, subscription: Subscription, amount: int, remaining: int):
-    if remaining <= 0:
-        raise ApplicationError(
-            f"The payment of {customer.customer_id} is already fully refunded.",
-            error="Nothing to refund",
-            status_code=status.HTTP_409_CONFLICT,
-            details={"amount_paid": subscription.latest_amount_paid, "refundable": 0},
+    left = _left(period)
+    rule, parts = _split(left, amount=amount, use_prorated=use_prorated, subscription=subscription)
+    requested = amount if amount is not None else sum(take for _, take in parts)
+    paid = sum(payment.amount for payment in period)
+    _check_amount(
+        customer, paid=paid, requested=requested, refundable=sum(a for _, a in left), rule=rule
+    )
+    request_key = uuid.uuid4().hex
+    return [
+        Refund.objects.create(
+            customer=customer,
+            payment=payment,
+            amount=take,
+            reason=reason,
+            description=description,
+            idempotency_key=f"refund:{customer.customer_id}:{uuid.uuid4().hex}",
+            request_fingerprint=fingerprint,
+            request_key=request_key,
+            payment_reference=payment.reference,
+            requested_by=actor,
+            rule=rule,
         )
-    if amount <= 0 or amount > remaining:
-        raise ApplicationError(
-            f"Refund of {amount} cents is not possible: {remaining} of "
-            f"{subscription.latest_amount_paid} cents remain refundable.",
-            error="Invalid refund amount",
-            status_code=status.HTTP_409_CONFLICT if amount > 0 else status.HTTP_400_BAD_REQUEST,
-            details={"requested": amount, "refundable": remaining},
-        )
+        for payment, take in parts
+    ], False
 
 
 def refund_check(*, customer: Customer, amount: int | None) -> None:
     """Raise what a refund of `amount` (None: pro-rated or all) would raise, writing nothing,
     so a cancellation is not done when its refund would be refused."""
+    if not customer.subscription.stripe_subscription_id:
+        raise _no_payment(customer)
+    payments.payments_sync_period(customer=customer)
     subscription = Subscription.objects.get(customer=customer)
-    _require_payment(customer, subscription)
-    remaining = subscription.latest_amount_paid - _already_refunded(subscription)
-    _check_amount(customer, subscription, remaining if amount is None else amount, remaining)
+    period = payments.period_payments(subscription)
+    if not period:
+        raise _no_payment(customer)
+    left = _left(period)
+    refundable = sum(a for _, a in left)
+    _check_amount(
+        customer,
+        paid=sum(p.amount for p in period),
+        requested=refundable if amount is None else amount,
+        refundable=refundable,
+        rule=Rule.AMOUNT,
+    )
+
+
+def refund_submit_all(*, refunds: list[Refund]) -> list[Refund]:
+    """Send the parts of one request in turn. Stripe unavailable: the rest stay pending for
+    `refund_reconcile`. Stripe refusing one: the parts not sent yet are canceled (nothing is
+    refunded later without the caller knowing), and the refusal is raised."""
+    sent: list[Refund] = []
+    for index, refund in enumerate(refunds):
+        if refund.status != Refund.Status.PENDING or refund.stripe_refund_id:
+            sent.append(refund)
+            continue
+        try:
+            sent.append(refund_submit(refund=refund))
+        except ApplicationError as exc:
+            if exc.status_code != status.HTTP_503_SERVICE_UNAVAILABLE:
+                later = [r.pk for r in refunds[index + 1 :]]
+                Refund.objects.filter(pk__in=later, status=Refund.Status.PENDING).update(
+                    status=Refund.Status.CANCELED,
+                    failure_message="Not sent: Stripe refused an earlier part of this refund.",
+                )
+            raise
+    return sent
 
 
 def refund_submit(*, refund: Refund) -> Refund:
@@ -239,6 +359,11 @@ def refund_apply_stripe(*, refund: Refund, stripe_refund: dict) -> None:
     stripe_status = stripe_refund.get("status") or "pending"
     if stripe_status not in Refund.Status.values:
         stripe_status = Refund.Status.PENDING
+    # A row made from the webhook before ours was written (a crash between Stripe's answer
+    # and our commit) is the same refund: ours, with its payment and reason, stays.
+    Refund.objects.filter(stripe_refund_id=stripe_refund["id"], rule=Rule.EXTERNAL).exclude(
+        pk=refund.pk
+    ).delete()
     Refund.objects.filter(pk=refund.pk).update(
         stripe_refund_id=stripe_refund["id"], status=stripe_status
     )
@@ -259,6 +384,16 @@ def refund_reconcile(*, older_than: timedelta = timedelta(minutes=2)) -> int:
     return count
 
 
+def _stripe_reference(stripe_refund: dict) -> dict:
+    for kind in ("payment_intent", "charge"):
+        value = stripe_refund.get(kind)
+        if isinstance(value, dict):
+            value = value.get("id")
+        if value:
+            return {kind: value}
+    return {}
+
+
 def refund_record_from_stripe(*, customer: Customer, stripe_refund: dict) -> Refund:
     """The row for a refund Stripe reports (charge.refunded), created if made outside this app."""
     row_id = (stripe_refund.get("metadata") or {}).get("refund_row")
@@ -266,16 +401,13 @@ def refund_record_from_stripe(*, customer: Customer, stripe_refund: dict) -> Ref
     if refund is None and row_id and row_id.isdigit():
         refund = Refund.objects.filter(pk=int(row_id), customer=customer).first()
     if refund is None:
-        reference = (
-            {"charge": stripe_refund["charge"]}
-            if stripe_refund.get("charge")
-            else {"payment_intent": stripe_refund.get("payment_intent")}
-        )
+        reference = _stripe_reference(stripe_refund)
         reason = stripe_refund.get("reason") or Refund.Reason.REQUESTED_BY_CUSTOMER
         refund, _ = Refund.objects.get_or_create(
             stripe_refund_id=stripe_refund["id"],
             defaults={
                 "customer": customer,
+                "payment": payments.payment_for_reference(customer=customer, reference=reference),
                 "amount": stripe_refund["amount"],
                 "reason": reason
                 if reason in Refund.Reason.values
@@ -285,6 +417,7 @@ def refund_record_from_stripe(*, customer: Customer, stripe_refund: dict) -> Ref
                 "request_fingerprint": f"external:{stripe_refund['id']}",
                 "payment_reference": reference,
                 "requested_by": "stripe",
+                "rule": Rule.EXTERNAL,
             },
         )
     refund_apply_stripe(refund=refund, stripe_refund=stripe_refund)

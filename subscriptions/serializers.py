@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rest_framework import serializers
 
 from config.api import StrictSerializer
@@ -38,13 +40,6 @@ class RefundInput(CustomerInput):
     use_prorated = serializers.BooleanField(default=False)
     description = serializers.CharField(max_length=1000, allow_blank=True, default="")
 
-    def validate(self, attrs):
-        if attrs.get("amount") is not None and attrs.get("use_prorated"):
-            raise serializers.ValidationError(
-                {"use_prorated": ["Give either amount or use_prorated, not both."]}
-            )
-        return attrs
-
 
 def subscription_out(subscription: Subscription) -> dict:
     return {
@@ -61,13 +56,31 @@ def subscription_out(subscription: Subscription) -> dict:
 
 
 def refund_summary(refund: Refund) -> dict:
-    """The guide's `refund` object in cancel-immediate and refund responses."""
+    """The guide's `refund` object for one Stripe refund."""
     return {
         "id": refund.pk,
         "refundId": refund.stripe_refund_id,
         "amount": refund.amount,
         "status": refund.status,
         "created": iso(refund.created_at),
+    }
+
+
+_STATUS_ORDER = ("failed", "requires_action", "pending", "canceled", "succeeded")
+
+
+def refund_request_summary(refunds: Sequence[Refund]) -> dict:
+    """The guide's `refund` object for one request, which may span several payments (one
+    Stripe refund each, in `parts`): the total amount, the first refund's ids, and the status
+    of the whole (succeeded only when every part did)."""
+    first = refunds[0]
+    statuses = {r.status for r in refunds}
+    return {
+        **refund_summary(first),
+        "amount": sum(r.amount for r in refunds),
+        "status": next(s for s in _STATUS_ORDER if s in statuses),
+        "rule": first.rule,
+        "parts": [refund_summary(r) for r in refunds],
     }
 
 
@@ -80,5 +93,7 @@ def refund_out(refund: Refund) -> dict:
         "reason": refund.reason,
         "description": refund.description,
         "status": refund.status,
+        "rule": refund.rule,
+        "payment_reference": refund.payment_reference or None,
         "created_at": iso(refund.created_at),
     }

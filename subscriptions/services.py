@@ -19,13 +19,29 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework import status
 
+from core.audit import audit_record
 from core.errors import ApplicationError
 from core.plans import ASSIGNABLE_PLANS, PAID_PLANS, PLANS, SIGNUP_PLAN
+from core.timestamps import iso
 from customers.models import Customer
 from subscriptions import stripe_api
 from subscriptions.models import Subscription
 
 logger = logging.getLogger(__name__)
+
+
+# Local statuses of a subscription that is the customer's one: a second one is a duplicate.
+LIVE_STATUSES = ("active", "trialing", "past_due")
+
+
+class DuplicateSubscription(Exception):
+    """Stripe reports a live subscription that is not the customer's one (`kept`): two
+    checkouts were paid. It is not applied; the caller cancels and refunds it."""
+
+    def __init__(self, subscription_id: str, kept: str) -> None:
+        super().__init__(f"{subscription_id} duplicates the customer's subscription {kept}")
+        self.subscription_id = subscription_id
+        self.kept = kept
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,35 @@ def customer_stripe_ensure(*, customer: Customer) -> str:
     return stripe_id
 
 
+def customer_stripe_recreate(*, customer: Customer, stale_id: str, actor: str) -> str:
+    """Stripe no longer knows the stored customer id (another account, or a Stripe that lost
+    its data): make the Stripe customer again, store the new id, and say so in the audit log."""
+    stripe_id = stripe_api.customer_create(
+        customer_id=customer.customer_id,
+        email=customer.email,
+        name=customer.company_name or customer.full_name,
+        idempotency_key=f"customer-recreate:{customer.customer_id}:{stale_id}",
+    )
+    Customer.objects.filter(pk=customer.pk).update(
+        stripe_customer_id=stripe_id, stripe_sync_error=""
+    )
+    customer.stripe_customer_id = stripe_id
+    audit_record(
+        action="stripe.customer_recreated",
+        customer=customer,
+        actor=actor,
+        stale_stripe_customer_id=stale_id,
+        stripe_customer_id=stripe_id,
+    )
+    logger.warning(
+        "Stripe customer %s of %s was missing; recreated as %s",
+        stale_id,
+        customer.customer_id,
+        stripe_id,
+    )
+    return stripe_id
+
+
 def _stripe_failure(exc: stripe_api.StripeError) -> ApplicationError:
     if exc.retryable:
         return ApplicationError(
@@ -136,35 +181,108 @@ def _metered_prices() -> list[str]:
 
 # ---------------------------------------------------------------- checkout
 def checkout_session_start(
-    *, customer: Customer, plan: str, success_url: str, cancel_url: str
+    *, customer: Customer, plan: str, success_url: str, cancel_url: str, actor: str = "system"
 ) -> dict:
-    """A Stripe Checkout session for `plan`. The same request within Stripe's 24 h idempotency
-    window returns the same session instead of a second one."""
+    """A Stripe Checkout session for `plan`, unless the customer already pays or is paying.
+
+    Refused (409, naming it) while the customer has a live Stripe subscription or an open
+    session for another plan; an open session for the same plan is returned again. Checkouts
+    of one customer run one at a time (a lock on its subscription row), so two requests at
+    once cannot both open one. A stored Stripe customer that Stripe no longer knows is made
+    again, once.
+    """
     require_stripe()
     if plan not in PAID_PLANS:
         raise ApplicationError(f"Plan {plan!r} cannot be bought.", error="Invalid plan")
-    subscription = customer.subscription
-    if subscription.stripe_subscription_id and subscription.status in ("active", "past_due"):
+    with transaction.atomic():
+        # One checkout of a customer at a time: an UPDATE takes the row's lock on PostgreSQL,
+        # and the database's write lock on SQLite (where SELECT ... FOR UPDATE takes none).
+        Subscription.objects.filter(customer=customer).update(revision=F("revision"))
+        subscription = Subscription.objects.get(customer=customer)
+        if subscription.stripe_subscription_id and subscription.status in ("active", "past_due"):
+            raise _subscription_exists(
+                customer, subscription.stripe_subscription_id, plan=subscription.plan
+            )
+        try:
+            stripe_customer_id = customer_stripe_ensure(customer=customer)
+            try:
+                return _checkout_open(
+                    customer, subscription, stripe_customer_id, plan, (success_url, cancel_url)
+                )
+            except stripe_api.StripeError as exc:
+                if exc.is_missing("customer"):
+                    stripe_customer_id = customer_stripe_recreate(
+                        customer=customer, stale_id=stripe_customer_id, actor=actor
+                    )
+                elif exc.is_missing("line_items"):
+                    stripe_api.price_cache_clear()  # prices made again since they were cached
+                else:
+                    raise
+            return _checkout_open(
+                customer, subscription, stripe_customer_id, plan, (success_url, cancel_url)
+            )
+        except stripe_api.StripeError as exc:
+            raise _stripe_failure(exc) from exc
+
+
+def _subscription_exists(
+    customer: Customer, subscription_id: str, plan: str | None
+) -> ApplicationError:
+    return ApplicationError(
+        f"{customer.customer_id} already has a live subscription ({subscription_id}"
+        + (f", {plan}" if plan else "")
+        + "); use upgrade to change plan.",
+        error="Subscription exists",
+        status_code=status.HTTP_409_CONFLICT,
+        details={"stripe_subscription_id": subscription_id, "plan": plan},
+    )
+
+
+def _checkout_open(
+    customer: Customer,
+    subscription: Subscription,
+    stripe_customer_id: str,
+    plan: str,
+    urls: tuple[str, str],
+) -> dict:
+    live = stripe_api.subscriptions_live(stripe_customer_id=stripe_customer_id)
+    if live:
+        raise _subscription_exists(customer, live[0]["id"], _plan_of(live[0]))
+    sessions = stripe_api.checkout_sessions_open(stripe_customer_id=stripe_customer_id)
+    other = [s for s in sessions if (s.get("metadata") or {}).get("plan") != plan]
+    if other:
+        open_plan = (other[0].get("metadata") or {}).get("plan")
         raise ApplicationError(
-            f"{customer.customer_id} already has a paid subscription; use upgrade to change plan.",
-            error="Subscription exists",
+            f"{customer.customer_id} has an open checkout for {open_plan or 'another plan'} "
+            f"({other[0]['id']}); pay it, or let it expire, before buying {plan}.",
+            error="Checkout already open",
             status_code=status.HTTP_409_CONFLICT,
+            details={
+                "session_id": other[0]["id"],
+                "plan": open_plan,
+                "checkout_url": other[0].get("url"),
+                "expires_at": iso(_ts(other[0].get("expires_at"))),
+            },
         )
-    request_hash = hashlib.sha256(f"{plan}|{success_url}|{cancel_url}".encode()).hexdigest()[:16]
-    try:
-        stripe_customer_id = customer_stripe_ensure(customer=customer)
-        session = stripe_api.checkout_session_create(
-            stripe_customer_id=stripe_customer_id,
-            price_id=_price_for(plan),
-            metered_price_ids=_metered_prices(),
-            success_url=success_url,
-            cancel_url=cancel_url,
-            customer_id=customer.customer_id,
-            plan=plan,
-            idempotency_key=f"checkout:{customer.customer_id}:{subscription.revision}:{request_hash}",
-        )
-    except stripe_api.StripeError as exc:
-        raise _stripe_failure(exc) from exc
+    if sessions:  # the same plan: the session already open is the one to pay
+        return {"session_id": sessions[0]["id"], "checkout_url": sessions[0]["url"]}
+    success_url, cancel_url = urls
+    price_id = _price_for(plan)
+    request = f"{plan}|{price_id}|{success_url}|{cancel_url}"
+    request_hash = hashlib.sha256(request.encode()).hexdigest()[:16]
+    session = stripe_api.checkout_session_create(
+        stripe_customer_id=stripe_customer_id,
+        price_id=price_id,
+        metered_price_ids=_metered_prices(),
+        success_url=success_url,
+        cancel_url=cancel_url,
+        customer_id=customer.customer_id,
+        plan=plan,
+        idempotency_key=(
+            f"checkout:{customer.customer_id}:{subscription.revision}:{stripe_customer_id}:"
+            f"{request_hash}"
+        ),
+    )
     return {"session_id": session["id"], "checkout_url": session["url"]}
 
 
@@ -228,6 +346,14 @@ def subscription_apply_stripe(
     subscription = Subscription.objects.select_for_update().get(customer=customer)
     if event_at and subscription.stripe_event_at and event_at < subscription.stripe_event_at:
         return subscription, False
+    kept = subscription.stripe_subscription_id
+    if (
+        kept
+        and kept != stripe_sub["id"]
+        and subscription.status in LIVE_STATUSES
+        and stripe_sub.get("status") not in stripe_api.ENDED_STATUSES
+    ):
+        raise DuplicateSubscription(stripe_sub["id"], kept)
     before = (subscription.plan, subscription.status, subscription.current_period_end)
     plan = _plan_of(stripe_sub) or subscription.plan
     subscription.plan = plan
@@ -245,19 +371,6 @@ def subscription_apply_stripe(
     subscription.save()
     changed = before != (subscription.plan, subscription.status, subscription.current_period_end)
     return subscription, changed
-
-
-def subscription_record_payment(*, customer: Customer, invoice: dict) -> None:
-    """Remember the current period's payment: what a refund is made against."""
-    reference = stripe_api.invoice_payment_reference(invoice)
-    created = int(invoice.get("created") or 0)
-    # A late delivery of an older invoice must not replace the current period's payment.
-    Subscription.objects.filter(customer=customer, latest_invoice_created__lte=created).update(
-        latest_invoice_id=invoice["id"],
-        latest_amount_paid=invoice.get("amount_paid") or 0,
-        latest_payment_reference=reference,
-        latest_invoice_created=created,
-    )
 
 
 def _locked(customer: Customer) -> Subscription:

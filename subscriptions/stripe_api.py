@@ -15,6 +15,8 @@ import stripe
 from django.conf import settings
 from django.core.cache import cache
 
+from core.plans import PLANS
+
 # Stripe's default: a signed webhook older than this is refused (replay protection).
 WEBHOOK_TOLERANCE_SECONDS = 300
 PRODUCT_DESCRIPTIONS = {
@@ -41,12 +43,18 @@ class StripeError(Exception):
         code: str = "",
         http_status: int | None = None,
         retryable: bool = False,
+        param: str = "",
     ) -> None:
         super().__init__(message)
         self.user_message = message
         self.code = code
         self.http_status = http_status
         self.retryable = retryable
+        self.param = param
+
+    def is_missing(self, param: str) -> bool:
+        """Stripe does not know the object named by `param` ("No such customer: ...")."""
+        return self.code == "resource_missing" and self.param.startswith(param)
 
 
 class WebhookSignatureError(Exception):
@@ -112,8 +120,21 @@ def _call(method, *args, idempotency_key: str | None = None, **params) -> dict:
             http_status=status,
             retryable=isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError)
             or (status is not None and status >= 500),
+            param=getattr(exc, "param", "") or "",
         ) from exc
     return result.to_dict()
+
+
+def _all(method, **params) -> list[dict]:
+    """Every item of a list endpoint, page by page (`starting_after`)."""
+    found: list[dict] = []
+    params = {"limit": 100, **params}
+    while True:
+        page = _call(method, **params)
+        found += page["data"]
+        if not page.get("has_more") or not page["data"]:
+            return found
+        params["starting_after"] = page["data"][-1]["id"]
 
 
 # ---------------------------------------------------------------- customers
@@ -122,11 +143,11 @@ def ping() -> None:
     _call(_client().v1.prices.list, limit=1)
 
 
-def customer_create(*, customer_id: str, email: str, name: str) -> str:
+def customer_create(*, customer_id: str, email: str, name: str, idempotency_key: str = "") -> str:
     client = _client()
     created = _call(
         client.v1.customers.create,
-        idempotency_key=f"customer-create:{customer_id}",
+        idempotency_key=idempotency_key or f"customer-create:{customer_id}",
         email=email,
         name=name,
         metadata={"customer_id": customer_id},
@@ -153,6 +174,13 @@ def price_id_for_plan(plan: str, lookup_key: str) -> str:
     price_id = prices["data"][0]["id"]
     cache.set(cache_key, price_id, timeout=3600)
     return price_id
+
+
+def price_cache_clear() -> None:
+    """Forget the cached price ids (a Stripe account that lost them answers "No such price")."""
+    keys = [plan.stripe_lookup_key for plan in PLANS.values() if plan.stripe_lookup_key]
+    keys += [overage_lookup_key(meter) for meter in OVERAGE_METERS]
+    cache.delete_many([f"stripe:price:{key}" for key in keys])
 
 
 def price_ensure(
@@ -326,7 +354,24 @@ def checkout_session_create(
     )
 
 
+def checkout_sessions_open(*, stripe_customer_id: str) -> list[dict]:
+    """The customer's Checkout Sessions that can still be paid."""
+    client = _client()
+    return _all(client.v1.checkout.sessions.list, customer=stripe_customer_id, status="open")
+
+
 # ---------------------------------------------------------------- subscriptions
+# Statuses of a subscription that bills (or may bill again) the customer.
+ENDED_STATUSES = ("canceled", "incomplete_expired")
+
+
+def subscriptions_live(*, stripe_customer_id: str) -> list[dict]:
+    """The customer's subscriptions that are not over, newest first."""
+    client = _client()
+    found = _all(client.v1.subscriptions.list, customer=stripe_customer_id, status="all")
+    return [sub for sub in found if sub.get("status") not in ENDED_STATUSES]
+
+
 def subscription_retrieve(subscription_id: str) -> dict:
     client = _client()
     return _call(client.v1.subscriptions.retrieve, subscription_id)
@@ -359,40 +404,58 @@ def subscription_set_cancel_at_period_end(
     )
 
 
-def subscription_cancel(*, subscription_id: str, idempotency_key: str) -> dict:
+def subscription_cancel(*, subscription_id: str, idempotency_key: str, comment: str = "") -> dict:
+    """Cancel now; `comment` is kept on the subscription (`cancellation_details.comment`)."""
     client = _client()
+    details = {"cancellation_details": {"comment": comment}} if comment else {}
     try:
         return _call(
-            client.v1.subscriptions.cancel, subscription_id, idempotency_key=idempotency_key
+            client.v1.subscriptions.cancel,
+            subscription_id,
+            idempotency_key=idempotency_key,
+            **details,
         )
     except StripeError as exc:
         # Already canceled (e.g. a retry after our crash, with a new key): that is the goal state.
-        if exc.http_status == 400 and "cancel" in exc.user_message.lower():
-            return subscription_retrieve(subscription_id)
+        if exc.http_status == 400:
+            current = subscription_retrieve(subscription_id)
+            if current.get("status") == "canceled":
+                return current
         raise
 
 
 # ---------------------------------------------------------------- payments and refunds
-def latest_paid_invoice(subscription_id: str) -> dict | None:
+# An invoice names none of its payments (API 2025-03-31 and later): they are InvoicePayments,
+# listed by invoice or expanded as `invoice.payments` (never inside webhook events).
+def invoice_payments_paid(invoice_id: str) -> list[dict]:
+    """The successful payments of one invoice."""
     client = _client()
-    invoices = _call(client.v1.invoices.list, subscription=subscription_id, status="paid", limit=1)
-    return invoices["data"][0] if invoices["data"] else None
+    return _all(client.v1.invoice_payments.list, invoice=invoice_id, status="paid")
 
 
-def invoice_payment_reference(invoice: dict) -> dict:
-    """What to refund an invoice against: {"charge": id} or {"payment_intent": id}.
+def invoices_paid_with_payments(*, subscription_id: str, created_from: int) -> list[dict]:
+    """The subscription's paid invoices created at or after `created_from` (Stripe epoch
+    seconds), each with its payments expanded."""
+    client = _client()
+    return _all(
+        client.v1.invoices.list,
+        subscription=subscription_id,
+        status="paid",
+        created={"gte": created_from},
+        expand=["data.payments"],
+    )
 
-    Older API versions put `charge`/`payment_intent` on the invoice; newer ones list
-    payments under `payments`. Both are read.
-    """
-    if invoice.get("charge"):
-        return {"charge": invoice["charge"]}
-    if invoice.get("payment_intent"):
-        return {"payment_intent": invoice["payment_intent"]}
-    for payment in (invoice.get("payments") or {}).get("data", []):
-        intent = (payment.get("payment") or {}).get("payment_intent")
-        if intent:
-            return {"payment_intent": intent}
+
+def payment_reference(invoice_payment: dict) -> dict:
+    """What a refund of an InvoicePayment is made against: its PaymentIntent, or its Charge
+    when it was paid by a charge without one."""
+    payment = invoice_payment.get("payment") or {}
+    for kind in ("payment_intent", "charge"):
+        value = payment.get(kind)
+        if isinstance(value, dict):
+            value = value.get("id")
+        if value:
+            return {kind: value}
     return {}
 
 

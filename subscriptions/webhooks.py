@@ -3,7 +3,8 @@
 Handlers look up the customer, check current state, and re-fetch the subscription from
 Stripe rather than trusting the event body, so duplicates change nothing and an event
 older than the newest applied one is ignored. What a change of plan or status means for the
-license and the instance is lifecycle.entitlements.
+license and the instance is lifecycle.entitlements. A second live subscription of the same
+customer (two paid checkouts) is canceled and refunded (subscriptions.duplicates).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from django.utils import timezone
 from core.audit import audit_record
 from customers.models import Customer
 from lifecycle import entitlements
-from subscriptions import refunds, services, stripe_api
+from subscriptions import duplicates, payments, refunds, services, stripe_api
 from subscriptions.models import StripeEvent
 
 logger = logging.getLogger(__name__)
@@ -131,26 +132,38 @@ def _dispatch(row: StripeEvent) -> str:
             refunds.refund_record_from_stripe(customer=customer, stripe_refund=stripe_refund)
         return StripeEvent.Status.PROCESSED
     if row.type in ("invoice.paid", "invoice.payment_succeeded") and obj.get("amount_paid"):
-        services.subscription_record_payment(customer=customer, invoice=obj)
+        payments.payment_record_invoice(customer=customer, invoice=obj)
     subscription_id = _subscription_id_of(obj)
     if not subscription_id:
         return StripeEvent.Status.IGNORED
     current = customer.subscription
+    actor = f"stripe:{row.stripe_event_id}"
+    kept = current.stripe_subscription_id
+    if kept and kept != subscription_id and current.status in services.LIVE_STATUSES:
+        stripe_sub = stripe_api.subscription_retrieve(subscription_id)
+        if stripe_sub.get("status") not in stripe_api.ENDED_STATUSES or (
+            duplicates.is_canceled_duplicate(stripe_sub)
+        ):
+            duplicates.subscription_duplicate_resolve(
+                customer=customer, stripe_sub=stripe_sub, kept=kept, actor=actor
+            )
+            return StripeEvent.Status.PROCESSED
+        # An event about an older, replaced subscription must not overwrite the live one.
+        return StripeEvent.Status.IGNORED
     if (
         row.stripe_created
         and current.stripe_event_at
         and row.stripe_created < current.stripe_event_at
     ):
         return StripeEvent.Status.IGNORED  # older than what we applied: Stripe reordered it
-    if (
-        current.stripe_subscription_id
-        and current.stripe_subscription_id != subscription_id
-        and current.status in ("active", "past_due")
-    ):
-        # An event about an older, replaced subscription must not overwrite the live one.
-        return StripeEvent.Status.IGNORED
     stripe_sub = stripe_api.subscription_retrieve(subscription_id)
-    entitlements.subscription_sync_from_stripe(
-        customer=customer, stripe_sub=stripe_sub, event_at=row.stripe_created
-    )
+    try:
+        entitlements.subscription_sync_from_stripe(
+            customer=customer, stripe_sub=stripe_sub, event_at=row.stripe_created
+        )
+    except services.DuplicateSubscription as duplicate:
+        # Another handler applied a different subscription first (two paid checkouts).
+        duplicates.subscription_duplicate_resolve(
+            customer=customer, stripe_sub=stripe_sub, kept=duplicate.kept, actor=actor
+        )
     return StripeEvent.Status.PROCESSED

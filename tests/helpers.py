@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.test import Client
@@ -146,3 +147,18 @@ def paid_customer(
     stripe_sim.complete_checkout(session["session_id"], "4242 4242 4242 4242")
     stripe_sim.wait_for_deliveries()
     return customer
+
+
+def half_up(amount: int, part: float, whole: float) -> int:
+    """`amount × part / whole` rounded half-up to whole cents, as Stripe and the guide round."""
+    exact = Decimal(amount) * Decimal(part) / Decimal(whole)
+    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def period_days(customer_id: str) -> int:
+    """Whole days of the customer's current period (Stripe bills calendar months: 28 to 31)."""
+    from subscriptions.models import Subscription  # models load once Django is set up
+
+    subscription = Subscription.objects.get(customer__customer_id=customer_id)
+    length = subscription.current_period_end - subscription.current_period_start
+    return round(length.total_seconds() / DAY)

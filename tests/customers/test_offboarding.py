@@ -12,7 +12,7 @@ from django.utils import timezone
 from customers.models import AuditLog, CleanupRecord, Customer, Deactivation, DeletedCustomer
 from lifecycle.deletion import cleanup_execute_due
 from subscriptions.models import Refund, Subscription
-from tests.helpers import paid_customer
+from tests.helpers import half_up, paid_customer, period_days
 
 
 def _deactivate(staff_client, customer_id, **fields):
@@ -209,7 +209,9 @@ def test_paid_deactivation_with_failed_refund_completes_on_rerun(signup, stripe_
     assert second.status_code == 200, second.content
     result = second.json()["result"]
     assert result["refundIssued"] is True
-    assert result["refundAmount"] == 6600
+    days = period_days(customer_id)
+    assert result["refundAmount"] == half_up(9900, days - 10, days)  # 6600 if 30 days
+    assert result["refundReason"] is None
     assert result["licenseRevoked"] is True
     assert len(stripe_sim.state.all("refund")) == 1
     assert Refund.objects.filter(customer=customer).count() == 1
@@ -295,6 +297,7 @@ def test_deactivation_with_an_unpayable_refund_still_completes(signup, stripe_si
     assert response.status_code == 200, response.content
     result = response.json()["result"]
     assert result["refundIssued"] is False
+    assert result["refundReason"].startswith("Refund of 50000 cents is not possible: 9900 of")
     assert result["licenseRevoked"] is True
     assert result["dataScheduledForDeletion"] is True
     assert (
@@ -322,3 +325,59 @@ def test_deletion_cancels_a_live_stripe_subscription(signup, stripe_sim, staff_c
     assert cleanup_execute_due() == 1
     assert stripe_sim.get(sub_id)["status"] == "canceled"
     assert not Customer.objects.filter(customer_id=customer_id).exists()
+
+
+@pytest.mark.django_db
+def test_deactivation_of_a_trial_customer_asked_to_refund_says_why_not(staff_client, signup):
+    customer_id = signup().id
+
+    response = _deactivate(staff_client, customer_id, issue_refund=True, retention_days=30)
+
+    assert response.status_code == 200, response.content
+    result = response.json()["result"]
+    assert (result["refundIssued"], result["refundAmount"]) == (False, 0)
+    assert result["refundReason"].startswith(f"No payment found for {customer_id}")
+
+
+def test_deactivation_without_a_refund_asked_for_gives_no_reason(signup, stripe_sim, staff_client):
+    customer_id = paid_customer(signup, stripe_sim).id
+
+    result = _deactivate(staff_client, customer_id, retention_days=30).json()["result"]
+
+    assert (result["refundIssued"], result["refundAmount"], result["refundReason"]) == (
+        False,
+        0,
+        None,
+    )
+    assert stripe_sim.state.all("refund") == []
+
+
+def test_deactivation_refunds_every_payment_of_the_period(signup, stripe_sim, staff_client):
+    # given 9900 paid and, after an upgrade, a proration payment in the same period
+    customer_id = paid_customer(signup, stripe_sim, "professional").id
+    upgraded = staff_client.post(
+        "/api/subscriptions/upgrade",
+        {"customer_id": customer_id, "new_plan": "enterprise"},
+        format="json",
+    )
+    assert upgraded.status_code == 200, upgraded.content
+    stripe_sim.wait_for_deliveries()
+    paid = sum(
+        p["amount_paid"] for p in stripe_sim.state.all("invoice_payment") if p["status"] == "paid"
+    )
+
+    # when deactivating with the whole amount refunded
+    result = _deactivate(
+        staff_client, customer_id, issue_refund=True, refund_amount=paid, retention_days=30
+    ).json()["result"]
+
+    # then both payments are refunded, the first beyond the size of the second
+    assert (result["refundIssued"], result["refundAmount"], result["refundReason"]) == (
+        True,
+        paid,
+        None,
+    )
+    assert sorted(r["amount"] for r in stripe_sim.state.all("refund")) == sorted(
+        p["amount_paid"] for p in stripe_sim.state.all("invoice_payment") if p["status"] == "paid"
+    )
+    assert Refund.objects.filter(customer__customer_id=customer_id).count() == 2

@@ -18,7 +18,17 @@ from licensing.models import LicenseHistory, LicenseRevocation
 from lifecycle.entitlements import license_refresh
 from stripe_simulator import ApiError
 from subscriptions.models import Refund, StripeEvent, Subscription
-from tests.helpers import DAY, checkout, paid_customer, post_signed_webhook, staff_api_client
+from subscriptions.refunds import prorated_refund_amount, refund_reconcile
+from subscriptions.webhooks import stripe_event_process
+from tests.helpers import (
+    DAY,
+    checkout,
+    half_up,
+    paid_customer,
+    period_days,
+    post_signed_webhook,
+    staff_api_client,
+)
 
 
 def test_signup_checkout_payment_webhook_upgrades_subscription_and_license(
@@ -95,9 +105,10 @@ def test_checkout_of_another_customer_is_404_and_staff_may(signup, stripe_sim, s
 
 
 def test_upgrade_prorates_and_reissues_license(signup, stripe_sim):
-    # given professional (9900) paid 10 days into a 30-day period (simulated clock)
+    # given professional (9900) paid 10 days into a calendar month (simulated clock)
     customer = paid_customer(signup, stripe_sim, "professional")
     stripe_sim.advance_clock(10 * DAY)
+    days = period_days(customer.id)
     deployment = Deployment.objects.get(customer__customer_id=customer.id)
     job_before = deployment.celery_task_id
 
@@ -109,12 +120,14 @@ def test_upgrade_prorates_and_reissues_license(signup, stripe_sim):
     )
     stripe_sim.wait_for_deliveries()
 
-    # then Stripe invoiced the proration: -9900×20/30 + 29900×20/30 = -6600 + 19933 = 13333
+    # then Stripe invoiced the proration of the days left: in a 30-day month
+    # -9900×20/30 + 29900×20/30 = -6600 + 19933 = 13333
     assert response.status_code == 200, response.content
     assert response.json()["subscription"]["plan"] == "enterprise"
     subscription = Subscription.objects.get(customer__customer_id=customer.id)
     invoice = stripe_sim.get(stripe_sim.get(subscription.stripe_subscription_id)["latest_invoice"])
-    assert invoice["amount_paid"] == 13333
+    left = days - 10
+    assert invoice["amount_paid"] == half_up(29900, left, days) - half_up(9900, left, days)
     decoded = customer.client.get(f"/api/licenses/{customer.id}").json()["decoded"]
     assert decoded["plan"] == "enterprise"
     assert decoded["features"]["maxDevices"] == -1
@@ -203,8 +216,10 @@ def test_legacy_cancel_ends_access_now(signup, stripe_sim):
 
 
 def test_cancel_immediate_with_prorated_refund(signup, stripe_sim, staff_client):
-    # given 9900 paid, 9 days 23 hours into a 30-day period: 10 started days are used
+    # given 9900 paid, 9 days 23 hours into a calendar month: 10 started days are used
     customer = paid_customer(signup, stripe_sim, days_ago=10 - 1 / 24)
+    days = period_days(customer.id)
+    expected = half_up(9900, days - 10, days)  # 6600 in a 30-day month: 9900 × 20 / 30
 
     # a customer key may cancel but not refund
     refused = customer.client.post(
@@ -227,13 +242,15 @@ def test_cancel_immediate_with_prorated_refund(signup, stripe_sim, staff_client)
 
     assert response.status_code == 200, response.content
     refund = response.json()["refund"]
-    assert refund["amount"] == 6600  # 9900 × 20 / 30
+    assert refund["amount"] == expected
     assert refund["status"] == "succeeded"
     assert refund["refundId"].startswith("re_")
-    assert stripe_sim.get(refund["refundId"])["amount"] == 6600
+    assert stripe_sim.get(refund["refundId"])["amount"] == expected
     assert response.json()["subscription"]["status"] == "canceled"
     history = customer.client.get(f"/api/subscriptions/{customer.id}/refunds").json()["refunds"]
-    assert [(r["amount"], r["stripe_refund_id"]) for r in history] == [(6600, refund["refundId"])]
+    assert [(r["amount"], r["stripe_refund_id"]) for r in history] == [
+        (expected, refund["refundId"])
+    ]
 
 
 def test_refunds_partial_full_and_too_much(signup, stripe_sim, staff_client):
@@ -281,8 +298,6 @@ def test_refund_survives_a_lost_stripe_reply(signup, stripe_sim, staff_client):
     assert response.status_code == 503
     refund = Refund.objects.get()
     assert refund.status == "pending"
-
-    from subscriptions.refunds import refund_reconcile
 
     assert refund_reconcile(older_than=timedelta(0)) == 1
     refund.refresh_from_db()
@@ -409,14 +424,10 @@ def test_webhook_handler_failure_answers_500_and_can_be_replayed(signup, stripe_
     assert row.status == "failed"
     assert row.last_error
 
-    from subscriptions.webhooks import stripe_event_process
-
     assert stripe_event_process(event_id=row.pk).status == "processed"
 
 
 def test_prorated_amount_matches_the_guides_example():
-    from subscriptions.refunds import prorated_refund_amount
-
     start = datetime(2025, 10, 1, tzinfo=UTC)
     amount = prorated_refund_amount(
         amount_paid=10000,
@@ -448,3 +459,59 @@ def test_cancel_immediate_with_an_impossible_refund_changes_nothing(
     subscription = Subscription.objects.get(customer__customer_id=customer_id)
     assert subscription.status == "active"
     assert stripe_sim.get(subscription.stripe_subscription_id)["status"] == "active"
+
+
+def test_cancel_immediate_whose_refund_stripe_refuses_cancels_and_says_why(
+    signup, stripe_sim, staff_client
+):
+    customer_id = paid_customer(signup, stripe_sim).id
+    refused = {"type": "invalid_request_error", "message": "Charge is disputed.", "code": "x"}
+    stripe_sim.fail_next("/v1/refunds", refused, status=400, method="POST")
+
+    response = staff_client.post(
+        "/api/subscriptions/cancel-immediate",
+        {"customer_id": customer_id, "issue_refund": True, "refund_amount": 1000},
+        format="json",
+    )
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["subscription"]["status"] == "canceled"
+    assert body["refundIssued"] is False
+    assert body["refundReason"] == "Stripe refused the refund: Charge is disputed."
+    assert body["refund"]["status"] == "failed"
+    assert stripe_sim.state.all("refund") == []
+
+
+def test_cancel_immediate_while_stripe_refunds_are_down_leaves_the_refund_pending(
+    signup, stripe_sim, staff_client
+):
+    customer_id = paid_customer(signup, stripe_sim).id
+    stripe_sim.fail_next("/v1/refunds", status=500, method="POST")
+
+    response = staff_client.post(
+        "/api/subscriptions/cancel-immediate",
+        {"customer_id": customer_id, "issue_refund": True, "refund_amount": 1000},
+        format="json",
+    )
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["subscription"]["status"], body["refundIssued"]) == ("canceled", False)
+    assert "recorded as pending and will be completed automatically" in body["refundReason"]
+    assert body["refund"]["status"] == "pending"
+    assert refund_reconcile(older_than=timedelta(0)) == 1
+    assert [r["amount"] for r in stripe_sim.state.all("refund")] == [1000]
+
+
+def test_cancel_immediate_with_a_refund_issued_says_so(signup, stripe_sim, staff_client):
+    customer_id = paid_customer(signup, stripe_sim).id
+
+    body = staff_client.post(
+        "/api/subscriptions/cancel-immediate",
+        {"customer_id": customer_id, "issue_refund": True, "refund_amount": 2500},
+        format="json",
+    ).json()
+
+    assert (body["refundIssued"], body["refundReason"]) == (True, None)
+    assert (body["refund"]["amount"], body["refund"]["rule"]) == (2500, "amount")

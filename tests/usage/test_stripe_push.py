@@ -221,10 +221,15 @@ def test_period_rollover_pushes_late_overage_into_the_ended_period_and_bills_it(
     subscription.refresh_from_db()
     assert subscription.current_period_start == old_end
     invoice = stripe_sim.get(stripe_sim.get(subscription.stripe_subscription_id)["latest_invoice"])
+    # (a line names its price as `pricing.price_details.price`, an id, since API 2025-03-31)
+    lookup_key = {price["id"]: price["lookup_key"] for price in stripe_sim.state.all("price")}
+    keys = [
+        lookup_key[line["pricing"]["price_details"]["price"]] for line in invoice["lines"]["data"]
+    ]
     metered = {
-        line["price"]["lookup_key"]: line["amount"]
-        for line in invoice["lines"]["data"]
-        if line["price"]["lookup_key"] in METERED_KEYS
+        key: line["amount"]
+        for key, line in zip(keys, invoice["lines"]["data"], strict=True)
+        if key in METERED_KEYS
     }
     assert metered == {
         stripe_api.overage_lookup_key(meter): cents
