@@ -422,6 +422,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Every hour: roll raw usage reports older than USAGE_RAW_RETENTION_DAYS into daily
     # totals (does nothing until another day crosses the cutoff).
     "usage-rollup": {"task": "usage.usage_rollup_task", "schedule": 3600.0},
+    # Every 5 minutes: trials canceled at period end whose end has come end, unconverted.
+    "trial-end": {"task": "lifecycle.trial_end_due_task", "schedule": 300.0},
     # Every 30 s: a worker runs it to show workers are consuming (config/health.py).
     "worker-heartbeat": {"task": "config.worker_heartbeat_task", "schedule": 30.0},
     # Every 5 minutes: refunds left pending by a crash or an outage, resent with their key.

@@ -24,7 +24,10 @@ SUBJECTS = {
 
 def email_context(customer: Customer, extra: dict) -> dict:
     subscription = getattr(customer, "subscription", None)
-    end = subscription.current_period_end if subscription else None
+    trialing = subscription is not None and subscription.status == "trialing"
+    end = None
+    if subscription is not None:
+        end = subscription.trial_ends_at if trialing else subscription.current_period_end
     refund = None
     if refund_id := extra.get("refund"):
         refund = Refund.objects.filter(pk=refund_id, customer=customer).first()

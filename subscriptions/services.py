@@ -383,12 +383,42 @@ def _paid_subscription(customer: Customer) -> Subscription:
         raise ApplicationError(
             f"{customer.customer_id} has no paid subscription"
             + (
-                " (still on the trial; use checkout)." if subscription.status == "trialing" else "."
+                "; it is on the trial: start a paid plan with POST /api/subscriptions/checkout."
+                if subscription.status == "trialing"
+                else "."
             ),
             error="No active subscription",
             status_code=status.HTTP_409_CONFLICT,
         )
     return subscription
+
+
+def _local_trial(customer: Customer) -> Subscription | None:
+    """The customer's subscription if it is the signup trial (no Stripe subscription yet):
+    cancellations of a trial are ours alone, Stripe has nothing to cancel."""
+    subscription = Subscription.objects.get(customer=customer)
+    trialing = subscription.status == Subscription.Status.TRIALING
+    return subscription if trialing and not subscription.stripe_subscription_id else None
+
+
+def subscription_trials_end_due(*, now: datetime | None = None) -> list[Customer]:
+    """End the trials that were canceled at period end and whose end has come: canceled, not
+    converted (the license then falls back as for any canceled customer). The customers whose
+    trial ended; safe to run concurrently (the conditional UPDATE decides)."""
+    now = now or timezone.now()
+    ended = []
+    due = Subscription.objects.filter(
+        status=Subscription.Status.TRIALING,
+        stripe_subscription_id="",
+        cancel_at_period_end=True,
+        trial_ends_at__lte=now,
+    ).select_related("customer")
+    for subscription in due:
+        if Subscription.objects.filter(
+            pk=subscription.pk, status=Subscription.Status.TRIALING
+        ).update(status=Subscription.Status.CANCELED, canceled_at=subscription.trial_ends_at):
+            ended.append(subscription.customer)
+    return ended
 
 
 def _bump_revision(subscription: Subscription) -> None:
@@ -407,7 +437,10 @@ def _applied_change(
 
 # ---------------------------------------------------------------- plan change
 def subscription_upgrade(*, customer: Customer, new_plan: str) -> SubscriptionChange:
-    """Change plan now with Stripe's proration."""
+    """Change plan now with Stripe's proration. A trial has nothing to change: 409 saying to
+    start a checkout."""
+    if _local_trial(customer) is not None:
+        _paid_subscription(customer)  # raises the 409 that names the checkout endpoint
     require_stripe()
     if new_plan not in PAID_PLANS:
         raise ApplicationError(f"Plan {new_plan!r} cannot be bought.", error="Invalid plan")
@@ -442,7 +475,16 @@ def subscription_upgrade(*, customer: Customer, new_plan: str) -> SubscriptionCh
 
 # ---------------------------------------------------------------- cancellation
 def subscription_cancel_at_period_end(*, customer: Customer, cancel: bool) -> SubscriptionChange:
-    """Graceful cancel (True) or keep (False); the customer keeps access until the period ends."""
+    """Graceful cancel (True) or keep (False); the customer keeps access until the period ends.
+
+    A trial canceled at period end ends at `trial_ends_at` without converting
+    (subscription_trials_end_due); keep undoes that.
+    """
+    if (trial := _local_trial(customer)) is not None:
+        if trial.cancel_at_period_end != cancel:
+            trial.cancel_at_period_end = cancel
+            trial.save(update_fields=["cancel_at_period_end", "updated_at"])
+        return SubscriptionChange(trial, False)
     require_stripe()
     subscription = _paid_subscription(customer)
     if subscription.cancel_at_period_end == cancel:
@@ -459,7 +501,15 @@ def subscription_cancel_at_period_end(*, customer: Customer, cancel: bool) -> Su
 
 
 def subscription_cancel_now(*, customer: Customer) -> SubscriptionChange:
-    """Cancel the Stripe subscription at once. Safe to repeat: a canceled one is left as it is."""
+    """Cancel the Stripe subscription at once (a trial: end it now). Safe to repeat: a canceled
+    one is left as it is."""
+    if (trial := _local_trial(customer)) is not None:
+        trial.status = Subscription.Status.CANCELED
+        trial.canceled_at = timezone.now()
+        trial.cancel_at_period_end = False
+        trial.save(update_fields=["status", "canceled_at", "cancel_at_period_end", "updated_at"])
+        customer.subscription = trial
+        return SubscriptionChange(trial, True)
     require_stripe()
     subscription = customer.subscription
     if not subscription.stripe_subscription_id:
