@@ -54,6 +54,25 @@ def _limit_body(request, limit: int) -> None:
         )
 
 
+class _Counted:
+    """The window's reports for the paginator, with their count already known (the history
+    summed it), so paging does not count up to a month of reports again."""
+
+    ordered = True
+
+    def __init__(self, reports, count: int) -> None:
+        self._reports, self._count = reports, count
+
+    def count(self) -> int:
+        return self._count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index):
+        return self._reports[index]
+
+
 class UsageReportView(APIView):
     permission_classes = [IsCustomerInstance]
     throttle_classes = [UsageRateThrottle]
@@ -130,7 +149,8 @@ class UsageHistoryView(APIView):
         days = query.validated_data["days"]
         history = selectors.usage_history(customer=customer, days=days)
         paginator = PageLimitPagination()
-        page = paginator.paginate_queryset(history.reports, request, view=self)
+        reports = _Counted(history.reports, history.report_count)
+        page = paginator.paginate_queryset(reports, request, view=self)
         return Response(
             {
                 "customer_id": customer.customer_id,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import reduce
 
+from django.db import connection
 from django.db.models import (
     BooleanField,
     Case,
@@ -29,7 +31,7 @@ from django.utils import timezone
 
 from core import plans
 from customers.models import Customer
-from usage import metering
+from usage import metering, summaries
 from usage.models import (
     COUNTER_FIELDS,
     METER_FIELDS,
@@ -46,30 +48,49 @@ def rolled_until() -> date | None:
 
 
 def raw_points(
-    *, customer_pk: int, start: datetime, end: datetime
+    *, customer_pk: int, start: datetime, end: datetime, instance_id: str | None = None
 ) -> list[tuple[metering.Point, int]]:
-    """The customer's raw reports in [start, end), oldest first, with their row ids."""
+    """The customer's raw reports in [start, end) (of one instance if given), oldest
+    first, with their row ids."""
     reports = UsageReport.objects.filter(
         customer_id=customer_pk, reported_at__gte=start, reported_at__lt=end
-    ).order_by("reported_at", "id")
-    return [(metering.Point.of(r), r.pk) for r in reports]
+    )
+    if instance_id is not None:
+        reports = reports.filter(instance_id=instance_id)
+    return [(metering.Point.of(r), r.pk) for r in reports.order_by("reported_at", "id")]
+
+
+# Each instance's latest report before a time, found through the (customer, instance,
+# reported_at) unique index one instance at a time, instead of ranking every earlier report.
+_LATEST_BEFORE = """
+    SELECT latest.* FROM unnest(%s::varchar[]) AS wanted(instance_id)
+    CROSS JOIN LATERAL (
+        SELECT * FROM usage_usagereport AS report
+        WHERE report.customer_id = %s AND report.instance_id = wanted.instance_id
+          AND report.reported_at < %s
+        ORDER BY report.reported_at DESC LIMIT 1
+    ) AS latest
+"""
 
 
 def raw_predecessors(
-    *, customer_pk: int, before: datetime
+    *, customer_pk: int, before: datetime, instances: Iterable[str] | None = None
 ) -> dict[str, tuple[metering.Point, frozenset[int]]]:
-    """The baseline of each of the customer's instances before `before`: its latest raw
-    report, carrying the last measured value of each counter that report left out (see
-    metering.carry), with the ids of the rows it is made of."""
-    latest = (
-        UsageReport.objects.filter(customer_id=customer_pk, reported_at__lt=before)
-        .annotate(
+    """The baseline of each of the customer's instances (or of `instances` only) before
+    `before`: its latest raw report, carrying the last measured value of each counter that
+    report left out (see metering.carry), with the ids of the rows it is made of."""
+    latest: Iterable[UsageReport]
+    if instances is not None and connection.vendor == "postgresql":
+        latest = UsageReport.objects.raw(_LATEST_BEFORE, [sorted(instances), customer_pk, before])
+    else:
+        earlier = UsageReport.objects.filter(customer_id=customer_pk, reported_at__lt=before)
+        if instances is not None:
+            earlier = earlier.filter(instance_id__in=list(instances))
+        latest = earlier.annotate(
             rank=Window(
                 RowNumber(), partition_by=[F("instance_id")], order_by=F("reported_at").desc()
             )
-        )
-        .filter(rank=1)
-    )
+        ).filter(rank=1)
     baselines = {r.instance_id: (metering.Point.of(r), frozenset([r.pk])) for r in latest}
     missing = {
         instance: [i for i, value in enumerate(point.counters) if value is None]
@@ -137,7 +158,62 @@ def usage_days(
     *, customer: Customer, first_day: date, end_day: date
 ) -> dict[date, metering.UsageTotals]:
     """The customer's usage per UTC day in [first_day, end_day): rolled-up days from
-    UsageDaily, later days computed from raw reports the same way."""
+    UsageDaily, later days from raw reports (summed in SQL, see usage/summaries.py),
+    exactly as metering.daily_usage computes them."""
+    return _usage_window(customer=customer, first_day=first_day, end_day=end_day)[0]
+
+
+def _usage_window(
+    *, customer: Customer, first_day: date, end_day: date
+) -> tuple[dict[date, metering.UsageTotals], summaries.RawWindow | None]:
+    """usage_days, and what the raw part knows of its reports (None: no raw days)."""
+    rolled = rolled_until()
+    boundary = rolled or first_day
+    days: dict[date, metering.UsageTotals] = {
+        row.day: metering.UsageTotals.of(row)
+        for row in UsageDaily.objects.filter(
+            customer=customer, day__gte=first_day, day__lt=min(end_day, boundary)
+        )
+    }
+    raw_first = max(first_day, boundary)
+    if raw_first >= end_day:
+        return days, None
+    now = timezone.now()
+    start = datetime.fromtimestamp(metering.day_start(raw_first), tz=UTC)
+    end = datetime.fromtimestamp(metering.day_start(end_day), tz=UTC)
+
+    def baselines(instances: set[str], before: datetime) -> dict[str, metering.Point]:
+        found = raw_predecessors(customer_pk=customer.pk, before=before, instances=instances)
+        return {instance: point for instance, (point, _) in found.items()}
+
+    def fallback(instance: str, baseline: metering.Point | None):
+        points = raw_points(customer_pk=customer.pk, start=start, end=end, instance_id=instance)
+        return metering.daily_usage(
+            points=[p for p, _ in points],
+            predecessors={instance: baseline} if baseline else {},
+            first_day=raw_first,
+            end_day=end_day,
+            until=int(now.timestamp()),
+        )
+
+    raw = summaries.raw_window(
+        customer=customer,
+        first_day=raw_first,
+        end_day=end_day,
+        rolled=rolled,
+        now=now,
+        baselines=baselines,
+        fallback=fallback,
+    )
+    days.update(raw.days)
+    return days, raw
+
+
+def usage_days_from_raw_rows(
+    *, customer: Customer, first_day: date, end_day: date
+) -> dict[date, metering.UsageTotals]:
+    """usage_days the plain way: every raw report read into Python and metered there. The
+    reference the SQL summaries are tested and benchmarked against."""
     boundary = rolled_until() or first_day
     days: dict[date, metering.UsageTotals] = {
         row.day: metering.UsageTotals.of(row)
@@ -204,6 +280,7 @@ class UsageHistory:
     daily: list[tuple[date, metering.UsageTotals]]  # every day, oldest first
     totals: metering.UsageTotals
     reports: QuerySet[UsageReport]  # raw reports of the window still kept, newest first
+    report_count: int  # how many (known from the summaries: paging need not count them)
     instances: list[InstanceMeters]  # instances with raw reports in the window, by id
 
 
@@ -221,21 +298,26 @@ def instance_meters(*, customer: Customer, start: datetime, end: datetime) -> li
             **{f"_n_{name}": Count(name) for name in fields},
         )
     )
-    result = []
-    for row in rows:
-        measured = {name for name in fields if row[f"_n_{name}"]}
-        result.append(
-            InstanceMeters(
-                instance_id=row["instance_id"],
-                reports=row["_reports"],
-                last_reported_at=row["_last"],
-                meters=tuple(
-                    meter for meter, names in METER_FIELDS.items() if measured & set(names)
-                ),
-                unmeasured=tuple(name for name in fields if name not in measured),
-            )
+    return [
+        _meters(
+            row["instance_id"],
+            row["_reports"],
+            row["_last"],
+            {name for name in fields if row[f"_n_{name}"]},
         )
-    return result
+        for row in rows
+    ]
+
+
+def _meters(instance_id: str, reports: int, last: datetime, measured: set[str]) -> InstanceMeters:
+    fields = sorted({name for names in METER_FIELDS.values() for name in names})
+    return InstanceMeters(
+        instance_id=instance_id,
+        reports=reports,
+        last_reported_at=last,
+        meters=tuple(meter for meter, names in METER_FIELDS.items() if measured & set(names)),
+        unmeasured=tuple(name for name in fields if name not in measured),
+    )
 
 
 def usage_history(*, customer: Customer, days: int, today: date | None = None) -> UsageHistory:
@@ -243,7 +325,7 @@ def usage_history(*, customer: Customer, days: int, today: date | None = None) -
     the raw reports (those not yet rolled up)."""
     today = today or timezone.now().astimezone(UTC).date()
     first_day, end_day = today - timedelta(days=days - 1), today + timedelta(days=1)
-    by_day = usage_days(customer=customer, first_day=first_day, end_day=end_day)
+    by_day, raw = _usage_window(customer=customer, first_day=first_day, end_day=end_day)
     daily = [
         (day, by_day.get(day, metering.UsageTotals()))
         for day in (first_day + timedelta(days=n) for n in range(days))
@@ -260,7 +342,16 @@ def usage_history(*, customer: Customer, days: int, today: date | None = None) -
         daily=daily,
         totals=metering.UsageTotals.combine(t for _, t in daily),
         reports=reports,
-        instances=instance_meters(customer=customer, start=raw_start, end=raw_end),
+        report_count=raw.reports if raw else 0,
+        instances=[
+            _meters(
+                i.instance_id,
+                i.reports,
+                i.last_reported_at,
+                {"active_devices", "total_devices", *i.measured},
+            )
+            for i in (raw.instances if raw else [])
+        ],
     )
 
 

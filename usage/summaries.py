@@ -1,0 +1,573 @@
+"""A customer's raw usage per UTC day, summed in SQL and kept in cached chunks: the same
+numbers as `metering.daily_usage` over the raw reports, without reading them into Python.
+
+History and consumption cover up to a month of raw reports (10 instances reporting every 5
+minutes make 86,400 rows). The steps:
+
+1. The window's raw time is cut into *chunks*: each past UTC day, today up to the last
+   whole LIVE_STEP, and the *live* rest (up to the window's end), recomputed every time.
+2. A chunk is summarized by two statements over its rows (window functions and GROUP BY):
+   per instance, its report count, first and last report, the sum of the counter deltas
+   between its consecutive reports (`metering.counter_deltas` in SQL: a restart counts in
+   full), and which optional fields it measured; per day, the gauge integrals and peaks of
+   the customer's summed gauges (a sweep over the start and end of every report's segment),
+   and which reports before the chunk hold a gauge into it.
+3. Closed chunks are cached (Django's cache) by customer, roll-up cursor and bounds, with
+   the number of reports they were made of. Raw reports are only ever inserted (roll-up
+   deletes rows of rolled-up days only, and moves the cursor, which is in the key), so a
+   chunk is current while its count is: one COUNT over all cached chunks (an index-only
+   scan) checks them; on a difference they are counted one by one and the changed ones
+   rebuilt. A chunk's gauges also depend on the reports held into it from before its start:
+   their ids are kept and compared with the previous chunk's last reports.
+4. The window is put together here: per instance, each chunk's first report is compared
+   with the last report before it (`metering.counter_deltas`; before the window, the
+   baseline of `raw_predecessors`), the rest of its deltas come from SQL. That is exact
+   while every report of the instance in the window measures the same counters (no absent
+   counter has to be carried over a report, see `metering.carry`); an instance that changes
+   what it measures within the window is counted from its raw rows by
+   `metering.daily_usage` itself.
+
+Every query filters by customer (see docs/scaling.md).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import BigIntegerField, Count, F, Func, QuerySet, Value
+from django.db.models.functions import Cast, Coalesce, Round, TruncDate
+from django.utils.dateparse import parse_datetime
+
+from customers.models import Customer
+from usage import metering
+from usage.models import COUNTER_FIELDS, UsageReport
+
+DAY = metering.SECONDS_PER_DAY
+CAP = int(metering.GAP_CAP.total_seconds())
+# Today is cached up to the last whole step; the rest is summed on every read.
+LIVE_STEP = 3600
+# Bump when what a chunk holds, or how it is computed, changes.
+CHUNK_VERSION = 1
+CHUNK_TTL = 40 * DAY  # past days: longer than a report may arrive late (35 days)
+PARTIAL_TTL = DAY  # today so far: replaced every LIVE_STEP
+# Optional fields an instance may measure, in mask-bit order (the counters first).
+MEASURED_FIELDS = (*COUNTER_FIELDS, "postgres_size_mb", "postgres_row_count")
+ALL_COUNTERS = (1 << len(COUNTER_FIELDS)) - 1
+
+
+class Epoch(Func):
+    """Whole seconds since 1970 (UTC), rounded down, as metering counts time."""
+
+    output_field = BigIntegerField()
+    template = "floor(extract(epoch FROM %(expressions)s))::bigint"
+
+    def as_sqlite(self, compiler, conn, **extra):
+        return self.as_sql(
+            compiler,
+            conn,
+            # '%%%%' is one '%' in the executed statement (placeholders are %s there).
+            template="CAST(strftime('%%%%s', %(expressions)s) AS INTEGER)",
+            **extra,
+        )
+
+
+def storage_kb():
+    """postgres_size_mb in kB (exact: the column has three decimals), 0 when absent."""
+    return Coalesce(
+        Cast(Round(F("postgres_size_mb") * Value(1000)), BigIntegerField()),
+        Value(0),
+        output_field=BigIntegerField(),
+    )
+
+
+# --------------------------------------------------------------------------- chunks
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A report at the start or end of an instance's part of a chunk."""
+
+    id: int
+    at: int
+    started_at: int | None
+    counters: tuple[int | None, ...]
+
+    def point(self, instance_id: str) -> metering.Point:
+        """As metering compares reports (gauges play no part in counter deltas)."""
+        return metering.Point(
+            instance_id=instance_id, at=self.at, counters=self.counters, started_at=self.started_at
+        )
+
+
+@dataclass(frozen=True)
+class InstancePart:
+    """One instance's reports in one chunk."""
+
+    instance_id: str
+    reports: int
+    first: Edge
+    last: Edge
+    # Sum of the deltas of reports 2..n over the report before each (exact when all of the
+    # part's reports measure the same counters: mask_low == mask_high).
+    deltas: tuple[int, ...]
+    mask_low: int  # lowest and highest bitmask of the counters a report measured
+    mask_high: int
+    measured: int  # bitmask (MEASURED_FIELDS) of the optional fields any report measured
+    last_reported_at: datetime
+
+
+@dataclass(frozen=True)
+class Gauges:
+    device_seconds: int = 0
+    storage_kb_seconds: int = 0
+    peak_active_devices: int = 0
+    peak_total_devices: int = 0
+    peak_storage_kb: int = 0
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A customer's reports in [start, end) (epoch seconds, inside one UTC day), summed."""
+
+    start: int
+    end: int
+    reports: int
+    instances: tuple[InstancePart, ...]
+    gauges: Gauges
+    # Reports before `start` whose gauges hold into the chunk (at most one per instance).
+    held_in: frozenset[int] = field(default_factory=frozenset)
+
+    @property
+    def day(self) -> date:
+        return metering.utc_day(self.start)
+
+    def key(self, customer: Customer, rolled: date | None) -> str:
+        return (
+            f"usage:chunk:{CHUNK_VERSION}:{customer.customer_id}:{rolled}:{self.start}:{self.end}"
+        )
+
+
+def chunk_key(customer: Customer, rolled: date | None, start: int, end: int) -> str:
+    return Chunk(start=start, end=end, reports=0, instances=(), gauges=Gauges()).key(
+        customer, rolled
+    )
+
+
+def _reports(customer_pk: int, start: int, end: int) -> QuerySet[UsageReport]:
+    return UsageReport.objects.filter(
+        customer_id=customer_pk,
+        reported_at__gte=datetime.fromtimestamp(start, tz=UTC),
+        reported_at__lt=datetime.fromtimestamp(end, tz=UTC),
+    ).order_by()
+
+
+def _sql(queryset: QuerySet) -> tuple[str, list]:
+    sql, params = queryset.query.sql_with_params()
+    return sql, list(params)
+
+
+def _parts_sql(customer_pk: int, start: int, end: int, day0: int) -> tuple[str, list]:
+    """Per (instance, day) of the reports in [start, end): see InstancePart."""
+    inner, params = _sql(
+        _reports(customer_pk, start, end)
+        .annotate(at=Epoch("reported_at"), st=Epoch("started_at"))
+        .values("id", "instance_id", "reported_at", "at", "st", *MEASURED_FIELDS)
+    )
+    counters = COUNTER_FIELDS
+    lags = ", ".join(f"lag({c}) OVER win AS p_{c}" for c in counters)
+    mask = " + ".join(
+        f"(CASE WHEN {c} IS NULL THEN 0 ELSE {1 << i} END)" for i, c in enumerate(counters)
+    )
+    restarted = " OR ".join(["st <> p_st", *(f"{c} < p_{c}" for c in counters)])
+    measured = ", ".join(
+        f"max(CASE WHEN {name} IS NULL THEN 0 ELSE 1 END)" for name in MEASURED_FIELDS
+    )
+
+    def edge(condition: str) -> str:
+        return ", ".join(
+            f"max(CASE WHEN {condition} THEN {column} END)"
+            for column in ("id", "at", "st", *counters)
+        )
+
+    deltas = ", ".join(
+        f"sum(CASE WHEN k = 1 THEN 0 WHEN rs = 1 THEN coalesce({c}, 0) WHEN {c} IS NULL THEN 0 "
+        f"WHEN p_{c} IS NULL THEN {c} ELSE {c} - p_{c} END)"
+        for c in counters
+    )
+    sql = f"""
+        WITH r AS ({inner}),
+        w AS (SELECT r.*, (at - %s) / {DAY} AS d, {mask} AS cm FROM r),
+        x AS (
+            SELECT w.*, row_number() OVER win AS k, lead(at) OVER win AS nat,
+                   lag(st) OVER win AS p_st, {lags}
+            FROM w WINDOW win AS (PARTITION BY instance_id, d ORDER BY reported_at, id)
+        ),
+        y AS (SELECT x.*, CASE WHEN {restarted} THEN 1 ELSE 0 END AS rs FROM x)
+        SELECT instance_id, d, count(*), min(cm), max(cm), {measured},
+               max(CASE WHEN nat IS NULL THEN reported_at END),
+               {edge("k = 1")}, {edge("nat IS NULL")}, {deltas}
+        FROM y GROUP BY instance_id, d
+    """  # noqa: S608 - column names from the model, values are parameters
+    return sql, [*params, day0]
+
+
+def _gauges_sql(customer_pk: int, start: int, end: int, day0: int, until: int) -> tuple[str, list]:
+    """Per day of [start, end): gauge integrals and peaks of the customer's summed gauges
+    (kind 0); and the reports before each day's start in the range whose gauges hold into
+    it (kind 1: boundary, id). Reports from CAP before `start` are read for that."""
+    inner, params = _sql(
+        _reports(customer_pk, start - CAP, end)
+        .annotate(at=Epoch("reported_at"), kb=storage_kb())
+        .values("id", "instance_id", "reported_at", "at", "active_devices", "total_devices", "kb")
+    )
+    gauge_end = max(start, min(end, until))
+    marks = [start, *range(day0 + DAY, end, DAY), end]
+    marks_sql = " UNION ALL ".join(["SELECT CAST(%s AS BIGINT), 0, 0, 0"] * len(marks))
+    next_midnight = f"(%s + ((at - %s) / {DAY} + 1) * {DAY})"
+    sql = f"""
+        WITH r AS ({inner}),
+        q AS (
+            SELECT id, at, active_devices AS va, total_devices AS vt, kb AS vk,
+                   lead(at) OVER (PARTITION BY instance_id ORDER BY reported_at, id) AS nat
+            FROM r
+        ),
+        s AS (
+            SELECT id, at, va, vt, vk, CASE WHEN at > %s THEN at ELSE %s END AS s,
+                   CASE WHEN nat IS NOT NULL AND nat < at + {CAP} THEN nat
+                        ELSE at + {CAP} END AS e0
+            FROM q
+        ),
+        g AS (SELECT s.*, CASE WHEN e0 < %s THEN e0 ELSE %s END AS e FROM s),
+        ev AS (
+            SELECT s AS x, va AS da, vt AS dt, vk AS dk FROM g WHERE s < e
+            UNION ALL SELECT e, -va, -vt, -vk FROM g WHERE s < e
+            UNION ALL {marks_sql}
+        ),
+        run AS (
+            SELECT x, sum(da) OVER o AS ra, sum(dt) OVER o AS rt, sum(dk) OVER o AS rk,
+                   lead(x) OVER o AS nx
+            FROM ev WINDOW o AS (ORDER BY x)
+        )
+        SELECT 0, (x - %s) / {DAY}, sum(ra * (nx - x)), sum(rk * (nx - x)),
+               max(ra), max(rt), max(rk)
+        FROM run WHERE nx > x GROUP BY 2
+        UNION ALL
+        SELECT 1, CASE WHEN at < %s THEN %s ELSE {next_midnight} END, id, 0, 0, 0, 0
+        FROM g WHERE s < e AND (at < %s OR {next_midnight} < e)
+    """  # noqa: S608 - column names from the model, values are parameters
+    return sql, [
+        *params,
+        start,
+        start,
+        gauge_end,
+        gauge_end,
+        *marks,
+        day0,
+        start,
+        start,
+        day0,
+        day0,
+        start,
+        day0,
+        day0,
+    ]
+
+
+def _moment(value) -> datetime:
+    if isinstance(value, str):  # SQLite hands back its text form, naive UTC
+        value = parse_datetime(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def _int(value) -> int:
+    return int(value or 0)
+
+
+def summarize(*, customer_pk: int, start: int, end: int, until: int) -> list[Chunk]:
+    """The customer's reports in [start, end), one chunk per UTC day it touches. Gauge time
+    is counted up to `until` (a closed chunk: `end`). The per-instance statement runs first,
+    so the gauges may see a report the count misses (a later check rebuilds the chunk),
+    never the other way round."""
+    day0 = metering.day_start(metering.utc_day(start))
+    n = len(COUNTER_FIELDS)
+    parts: dict[int, list[InstancePart]] = defaultdict(list)
+    with connection.cursor() as cursor:
+        cursor.execute(*_parts_sql(customer_pk, start, end, day0))
+        for row in cursor.fetchall():
+            instance_id, d, reports, mask_low, mask_high = row[:5]
+            flags, rest = row[5 : 5 + len(MEASURED_FIELDS)], row[5 + len(MEASURED_FIELDS) :]
+            last_reported_at, first, last, deltas = (
+                rest[0],
+                rest[1 : 4 + n],
+                rest[4 + n : 7 + 2 * n],
+                rest[7 + 2 * n :],
+            )
+            parts[int(d)].append(
+                InstancePart(
+                    instance_id=instance_id,
+                    reports=int(reports),
+                    first=_edge(first),
+                    last=_edge(last),
+                    deltas=tuple(_int(v) for v in deltas),
+                    mask_low=int(mask_low),
+                    mask_high=int(mask_high),
+                    measured=sum(1 << i for i, flag in enumerate(flags) if flag),
+                    last_reported_at=_moment(last_reported_at),
+                )
+            )
+        cursor.execute(*_gauges_sql(customer_pk, start, end, day0, until))
+        gauges: dict[int, Gauges] = {}
+        held: dict[int, set[int]] = defaultdict(set)
+        for kind, where, *values in cursor.fetchall():
+            if kind == 0:
+                gauges[int(where)] = Gauges(*(_int(v) for v in values))
+            else:
+                held[int(where)].add(int(values[0]))
+    chunks = []
+    for d in range((end - 1 - day0) // DAY + 1):
+        lo, hi = max(start, day0 + d * DAY), min(end, day0 + (d + 1) * DAY)
+        instances = tuple(sorted(parts.get(d, ()), key=lambda p: p.instance_id))
+        chunks.append(
+            Chunk(
+                start=lo,
+                end=hi,
+                reports=sum(p.reports for p in instances),
+                instances=instances,
+                gauges=gauges.get(d, Gauges()),
+                held_in=frozenset(held.get(lo, ())),
+            )
+        )
+    return chunks
+
+
+def _edge(values: Sequence) -> Edge:
+    id_, at, started_at, *counters = values
+    return Edge(
+        id=int(id_),
+        at=int(at),
+        started_at=None if started_at is None else int(started_at),
+        counters=tuple(None if c is None else int(c) for c in counters),
+    )
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+def _held_over(previous: Chunk | None, chunk: Chunk | None) -> bool:
+    """Whether `chunk` was summarized with the reports of `previous` whose gauges hold into
+    it: each instance's last report there less than CAP before the chunk's start, unless the
+    instance's next report is at that very second."""
+    if previous is None or chunk is None or previous.end != chunk.start:
+        return True
+    firsts = {p.instance_id: p.first.at for p in chunk.instances}
+    held = frozenset(
+        p.last.id
+        for p in previous.instances
+        if p.last.at > chunk.start - CAP and firsts.get(p.instance_id) != chunk.start
+    )
+    return held == chunk.held_in
+
+
+def _spans(bounds: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Contiguous runs of chunk bounds, each as one (start, end)."""
+    runs: list[tuple[int, int]] = []
+    for lo, hi in bounds:
+        if runs and runs[-1][1] == lo:
+            runs[-1] = (runs[-1][0], hi)
+        else:
+            runs.append((lo, hi))
+    return runs
+
+
+def cached_chunks(
+    *, customer: Customer, rolled: date | None, bounds: Sequence[tuple[int, int]], now: int
+) -> list[Chunk]:
+    """The closed chunks `bounds` (contiguous, oldest first), from the cache where current,
+    else summarized and cached."""
+    if not bounds:
+        return []
+    keys = [chunk_key(customer, rolled, lo, hi) for lo, hi in bounds]
+    found = cache.get_many(keys)  # read before counting: a chunk is never newer than the count
+    chunks: list[Chunk | None] = [found.get(key) for key in keys]
+    span_start, span_end = bounds[0][0], bounds[-1][1]
+    stale = {i for i, chunk in enumerate(chunks) if chunk is None}
+    if not stale:
+        counted = _reports(customer.pk, span_start, span_end).count()
+        if counted != sum(c.reports for c in chunks if c is not None):
+            stale = _changed(customer, bounds, chunks)
+    if stale:
+        _rebuild(customer, rolled, bounds, chunks, stale, now)
+    # A chunk whose own reports did not change may still hold gauges of reports before it
+    # that did (a late report in the previous day's last CAP): rebuilding it is enough.
+    held_over = {i for i in range(1, len(bounds)) if not _held_over(chunks[i - 1], chunks[i])}
+    if held_over:
+        _rebuild(customer, rolled, bounds, chunks, held_over, now)
+    return [chunk for chunk in chunks if chunk is not None]
+
+
+def _changed(
+    customer: Customer, bounds: Sequence[tuple[int, int]], chunks: Sequence[Chunk | None]
+) -> set[int]:
+    """Chunks whose count of reports differs from now (one grouped count over their days)."""
+    counts = dict(
+        _reports(customer.pk, bounds[0][0], bounds[-1][1])
+        .annotate(day=TruncDate("reported_at", tzinfo=UTC))
+        .values("day")
+        .annotate(n=Count("id"))
+        .values_list("day", "n")
+    )
+    return {
+        i
+        for i, chunk in enumerate(chunks)
+        if chunk is None or counts.get(metering.utc_day(bounds[i][0]), 0) != chunk.reports
+    }
+
+
+def _rebuild(
+    customer: Customer,
+    rolled: date | None,
+    bounds: Sequence[tuple[int, int]],
+    chunks: list[Chunk | None],
+    stale: set[int],
+    now: int,
+) -> None:
+    index = {lo: i for i, (lo, _) in enumerate(bounds)}
+    fresh: dict[str, Chunk] = {}
+    for lo, hi in _spans([bounds[i] for i in sorted(stale)]):
+        for chunk in summarize(customer_pk=customer.pk, start=lo, end=hi, until=now):
+            chunks[index[chunk.start]] = chunk
+            fresh[chunk.key(customer, rolled)] = chunk
+    whole = {key for key, chunk in fresh.items() if chunk.end - chunk.start == DAY}
+    cache.set_many({k: c for k, c in fresh.items() if k in whole}, timeout=CHUNK_TTL)
+    cache.set_many({k: c for k, c in fresh.items() if k not in whole}, timeout=PARTIAL_TTL)
+
+
+# --------------------------------------------------------------------------- the window
+
+
+@dataclass(frozen=True)
+class InstanceWindow:
+    """One instance's raw reports in a window: how many, the latest, what it measured."""
+
+    instance_id: str
+    reports: int
+    last_reported_at: datetime
+    measured: frozenset[str]
+
+
+@dataclass(frozen=True)
+class RawWindow:
+    days: dict[date, metering.UsageTotals]
+    instances: list[InstanceWindow]  # by instance_id
+    reports: int
+
+
+Baselines = dict[str, metering.Point]
+
+
+def raw_window(
+    *,
+    customer: Customer,
+    first_day: date,
+    end_day: date,
+    rolled: date | None,
+    now: datetime,
+    baselines,
+    fallback,
+) -> RawWindow:
+    """Usage per day in [first_day, end_day) from raw reports, as `metering.daily_usage`
+    computes it with `until=now`, plus what the history lists about the window's reports.
+
+    `baselines(instances, before)` gives the instances' baselines before the window
+    (selectors.raw_predecessors' points); `fallback(instance, baseline)` the day totals of
+    one instance computed from its raw rows (for instances that change what they measure).
+    """
+    ws, we, until = metering.day_start(first_day), metering.day_start(end_day), int(now.timestamp())
+    today = metering.day_start(metering.utc_day(until))
+    closed_end = min(we, today + (until - today) // LIVE_STEP * LIVE_STEP)
+    # The day before the window too (its last reports are the window's first baselines and
+    # what holds gauges into it), unless it is rolled up: its kept reports never change.
+    lead_in = ws - DAY
+    if rolled is not None and lead_in < metering.day_start(rolled):
+        lead_in = ws
+    bounds = [(lo, min(lo + DAY, closed_end)) for lo in range(lead_in, closed_end, DAY)]
+    chunks = cached_chunks(customer=customer, rolled=rolled, bounds=bounds, now=until)
+    previous_day = [c for c in chunks if c.start < ws and c.end == ws]
+    window = [c for c in chunks if c.start >= ws]
+    live_start = max(ws, closed_end)
+    if live_start < we:
+        window += summarize(customer_pk=customer.pk, start=live_start, end=we, until=until)
+
+    days: dict[date, metering.UsageTotals] = {}
+    per_instance: dict[str, list[tuple[date, InstancePart]]] = defaultdict(list)
+    for chunk in window:
+        totals = days.setdefault(chunk.day, metering.UsageTotals())
+        totals.report_count += chunk.reports
+        g = chunk.gauges
+        totals.device_seconds += g.device_seconds
+        totals.storage_kb_seconds += g.storage_kb_seconds
+        totals.peak_active_devices = max(totals.peak_active_devices, g.peak_active_devices)
+        totals.peak_total_devices = max(totals.peak_total_devices, g.peak_total_devices)
+        totals.peak_storage_kb = max(totals.peak_storage_kb, g.peak_storage_kb)
+        for part in chunk.instances:
+            per_instance[part.instance_id].append((chunk.day, part))
+    days = {
+        day: t
+        for day, t in days.items()
+        if t.report_count or t.peak_active_devices or t.peak_total_devices or t.peak_storage_kb
+    }
+
+    known = {p.instance_id: p.last for c in previous_day for p in c.instances}
+    needed = {
+        instance
+        for instance in per_instance
+        if instance not in known or known[instance].counters.count(None)
+    }
+    before = baselines(needed, datetime.fromtimestamp(ws, tz=UTC)) if needed else {}
+    for instance, edge in known.items():
+        if instance not in needed:
+            before[instance] = edge.point(instance)
+
+    for instance, parts in per_instance.items():
+        masks = {p.mask_low for _, p in parts} | {p.mask_high for _, p in parts}
+        if len(masks) > 1:  # measures different counters over the window: from its raw rows
+            for day, totals in fallback(instance, before.get(instance)).items():
+                counted = [getattr(totals, name) for name in COUNTER_FIELDS]
+                if any(counted):  # on a day with the instance's reports
+                    _add_counters(days[day], counted)
+            continue
+        previous = before.get(instance)
+        for day, part in parts:
+            first = part.first.point(instance)
+            counted = metering.counter_deltas(previous, first)
+            _add_counters(days[day], [a + b for a, b in zip(counted, part.deltas, strict=True)])
+            previous = part.last.point(instance)
+
+    instances = []
+    for instance, parts in sorted(per_instance.items()):
+        measured = 0
+        for _, p in parts:
+            measured |= p.measured
+        instances.append(
+            InstanceWindow(
+                instance_id=instance,
+                reports=sum(p.reports for _, p in parts),
+                last_reported_at=max(p.last_reported_at for _, p in parts),
+                measured=frozenset(
+                    name for i, name in enumerate(MEASURED_FIELDS) if measured >> i & 1
+                ),
+            )
+        )
+    return RawWindow(days=days, instances=instances, reports=sum(c.reports for c in window))
+
+
+def _add_counters(totals: metering.UsageTotals, deltas: Iterable[int]) -> None:
+    for name, delta in zip(COUNTER_FIELDS, deltas, strict=True):
+        setattr(totals, name, getattr(totals, name) + delta)
