@@ -9,8 +9,13 @@ FIGURE is one of:
   batch         POST /api/usage/report/batch (--size reports, 4 senders), beside a raw
                 psycopg multi-row insert of the same rows into the same table (4 connections)
   history       GET /api/usage/:id?days=30 and /consumption over --rows report rows of
-                1,000 customers (one with a month of 5-minute reports from 10 instances)
-  webhook       (not built yet) signed Stripe webhooks, 10 % duplicates, effects once
+                1,000 customers (one with a month of 5-minute reports from 10 instances),
+                at 32 connections and at one per server worker, beside public-key; and one
+                request in-process: the SQL summaries (cold and cached) beside the plain
+                Python computation over the same rows
+  webhook       POST /api/webhooks/stripe: Stripe-signed events, 10 % redeliveries, beside
+                public-key; checks every effect happened once (an event row per id, one
+                audit row per handled event)
   growth        batch at 100/500/1000 a request; history at 100k/1M/5M rows (--rows-list)
 
 Starts the Dockerfile's gunicorn command on its own PostgreSQL database and Redis db
@@ -153,14 +158,15 @@ def fig_batch(args, server, env, customers, size: int | None = None) -> None:
 
 
 def seed_usage(customers: list[dict], rows: int) -> tuple[dict, int]:
-    """`rows` report rows over the customers with generate_series (one statement per
-    customer group): the first customer gets a month of 5-minute reports from 10
+    """`rows` report rows (the table emptied first) over the customers with generate_series
+    (one statement per customer group): the first customer gets a month of 5-minute reports from 10
     instances (86,400 rows, or all rows if fewer), the rest share what is left."""
     from django.db import connection
 
     from usage.models import UsageReport
 
-    UsageReport.objects.filter(customer_id__in=[c["pk"] for c in customers]).delete()
+    with connection.cursor() as cursor:  # the bench's own database: start from no reports
+        cursor.execute(f"TRUNCATE {UsageReport._meta.db_table}")
     heavy, others = customers[0], customers[1:]
     month = min(rows, 10 * 30 * 288)
     now = datetime.now(tz=UTC).replace(second=0, microsecond=0)
@@ -208,6 +214,47 @@ def seed_usage(customers: list[dict], rows: int) -> tuple[dict, int]:
     return heavy, total
 
 
+def _in_process(heavy: dict) -> dict:
+    """One request's selector alone, in this process (ms): the plain Python computation over
+    the raw rows (the code before the summaries), the SQL summaries with an empty cache, and
+    cached (median of 5)."""
+    from statistics import median
+
+    from django.core.cache import cache
+
+    from customers.models import Customer
+    from usage import metering, selectors
+
+    customer = Customer.objects.select_related("subscription").get(pk=heavy["pk"])
+    today = datetime.now(tz=UTC).date()
+    period = metering.billing_period(subscription=customer.subscription, at=datetime.now(tz=UTC))
+    windows = {
+        "history": (today - timedelta(days=29), today + timedelta(days=1)),
+        "consumption": (period.first_day, period.end_day),
+    }
+    figures = {}
+    for name, (first, end) in windows.items():
+
+        def timed(function, first=first, end=end) -> float:
+            started = time.perf_counter()
+            function(customer=customer, first_day=first, end_day=end)
+            return (time.perf_counter() - started) * 1000
+
+        plain = timed(selectors.usage_days_from_raw_rows)
+        cache.clear()
+        cold = timed(selectors.usage_days)
+        warm = median(timed(selectors.usage_days) for _ in range(5))
+        figures[name] = {"plain_ms": plain, "cold_ms": cold, "cached_ms": warm}
+        print(
+            f"{name + ' in-process, one request':<34} plain Python {plain:8.1f} ms   "
+            f"SQL summaries: cold {cold:7.1f} ms, cached {warm:6.1f} ms "
+            f"= {plain / warm:,.0f}x faster",
+            flush=True,
+        )
+    print(json.dumps({"figure": f"in-process {heavy['id']}", **figures}), flush=True)
+    return figures
+
+
 def fig_history(args, server, customers, rows: int | None = None) -> None:
     rows = rows or args.rows
     started = time.monotonic()
@@ -217,20 +264,178 @@ def fig_history(args, server, customers, rows: int | None = None) -> None:
         f"(table now {total:,} rows; heaviest customer {min(rows, 86400):,})",
         flush=True,
     )
+    _in_process(heavy)
+    base = fig_public_key(args, server)
+    workers = _server_workers(server)
     for name, suffix, target in (
         ("history ?days=30", "?days=30", 50),
         ("consumption", "/consumption", 100),
     ):
         paths = Path(harness.write_keys_file([]))
         paths.write_text(f"/api/usage/{heavy['id']}{suffix} {heavy['key']}\n")
-        result = harness.measure(
+        for connections in (32, workers):
+            result = harness.measure(
+                server.url,
+                "get.lua",
+                warmup=args.warmup,
+                seconds=args.seconds,
+                connections=connections,
+                threads=min(2, connections),
+                variables={"PATHS": paths},
+            )
+            harness.print_figure(
+                f"{name} ({rows:,} rows, {connections} conn)",
+                result,
+                baseline=("public-key", base["rate"]),
+                rows=rows,
+                connections=connections,
+                target_p95_ms=target,
+            )
+
+
+def _server_workers(server) -> int:
+    """The server's worker processes (gunicorn --workers), for a run at one connection each."""
+    command = server.command
+    for flag in ("--workers", "-w"):
+        if flag in command:
+            return int(command[command.index(flag) + 1])
+    return 1
+
+
+# --------------------------------------------------------------------------- webhook
+
+HANDLED_TYPE = "invoice.payment_failed"  # applied: the customer's audit row is written
+IGNORED_TYPE = "payment_intent.created"  # stored and answered, not applied
+
+
+def _signed_events(customers: list[dict], count: int, tag: str, seed: int) -> tuple[Path, dict]:
+    """`count` Stripe-signed deliveries ("signature<TAB>body" a line) for wrk, half of a type
+    the app applies and half one it ignores; about 10 % redeliver an earlier event of the
+    same wrk thread (lines of one thread are 2 apart) with its original signature."""
+    import random
+
+    sys.path.insert(0, str(harness.ROOT))
+    from stripe_simulator.webhooks import sign_payload
+
+    rng = random.Random(seed)  # noqa: S311 - load generation, not security
+    created = int(time.time())
+    lines: list[str] = []
+    unique = 0
+    for n in range(count):
+        if n >= 20 and rng.random() < 0.10:
+            lines.append(lines[n - 2 * rng.randint(1, min(500, n // 2))])
+            continue
+        customer = customers[n % len(customers)]
+        kind = HANDLED_TYPE if n % 2 else IGNORED_TYPE
+        if kind == HANDLED_TYPE:
+            metadata = {"customer_id": customer["id"]}
+            obj = {"id": f"in_{tag}_{n}", "object": "invoice", "metadata": metadata}
+        else:
+            obj = {"id": f"pi_{tag}_{n}", "object": "payment_intent", "amount": 2900}
+        event = {
+            "id": f"evt_{tag}_{n}",
+            "object": "event",
+            "type": kind,
+            "created": created,
+            "livemode": False,
+            "data": {"object": obj},
+        }
+        payload = json.dumps(event, separators=(",", ":"))
+        lines.append(f"{sign_payload(payload, harness.WEBHOOK_SECRET)}\t{payload}")
+        unique += 1
+    path = Path(harness.write_keys_file([]))
+    path.write_text("\n".join(lines) + "\n")
+    return path, {"deliveries": count, "unique": unique}
+
+
+def _webhook_effects(tag: str) -> dict:
+    """What the run left: event rows of this run, their states, and audit rows per event."""
+    from django.db.models import Count
+
+    from customers.models import AuditLog
+    from subscriptions.models import StripeEvent
+
+    events = StripeEvent.objects.filter(stripe_event_id__startswith=f"evt_{tag}_")
+    states = dict(events.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    handled = events.filter(type=HANDLED_TYPE).count()
+    audits = AuditLog.objects.filter(actor__startswith=f"stripe:evt_{tag}_")
+    per_event = audits.values("actor").annotate(n=Count("id"))
+    return {
+        "event_rows": events.count(),
+        "states": states,
+        "handled_rows": handled,
+        "audit_rows": audits.count(),
+        "audit_rows_max_per_event": max((row["n"] for row in per_event), default=0),
+    }
+
+
+def fig_webhook(args, server, customers) -> None:
+    base = fig_public_key(args, server)
+    threads = 2
+    run_tag = uuid.uuid4().hex[:8]
+    # Enough lines that no thread runs out at 1,500 deliveries/s (the run is refused if one does).
+    per_second = 1500
+    warm, _ = _signed_events(customers, int(per_second * args.warmup) + 100, f"w{run_tag}", 1)
+    measured, planned = _signed_events(
+        customers, int(per_second * args.seconds) + 100, f"m{run_tag}", 2
+    )
+    variables = {"THREADS": threads}
+    if args.warmup > 0:
+        harness.wrk(
             server.url,
-            "get.lua",
-            warmup=args.warmup,
-            seconds=args.seconds,
-            variables={"PATHS": paths},
+            "webhook.lua",
+            seconds=args.warmup,
+            threads=threads,
+            variables={**variables, "EVENTS": warm},
         )
-        harness.print_figure(f"{name} ({rows:,} rows)", result, rows=rows, target_p95_ms=target)
+    result = harness.wrk(
+        server.url,
+        "webhook.lua",
+        seconds=args.seconds,
+        threads=threads,
+        variables={**variables, "EVENTS": measured},
+    )
+    time.sleep(2)  # let the deliveries in flight when wrk stopped finish
+    counts = result.counts or {}
+    if result.errors or counts.get("wrapped"):
+        sys.exit(
+            f"webhook: {result.errors} failed requests, wrapped={counts.get('wrapped')}; refused"
+        )
+    effects = _webhook_effects(f"m{run_tag}")
+    duplicates = counts.get("duplicates", 0)
+    first_answers = result.requests - duplicates
+    # Deliveries still in flight when wrk stopped may have been stored unanswered (at most
+    # one per connection); every stored event was applied or ignored, none failed, and each
+    # applied one wrote exactly one audit row.
+    in_flight = effects["event_rows"] - first_answers
+    once = (
+        0 <= in_flight <= 32
+        and set(effects["states"]) <= {"processed", "ignored"}
+        and effects["audit_rows"] == effects["handled_rows"]
+        and effects["audit_rows_max_per_event"] <= 1
+    )
+    harness.print_figure(
+        "webhook (10 % redeliveries)",
+        result,
+        unit="events/s",
+        baseline=("public-key", base["rate"]),
+        duplicates_answered=duplicates,
+        duplicate_share=round(duplicates / max(1, result.requests), 3),
+        unique_per_second=round(first_answers / result.seconds, 1),
+        effects=effects,
+        planned=planned,
+        effects_once=once,
+    )
+    print(
+        f"  {duplicates:,} of {result.requests:,} answered as redeliveries "
+        f"({duplicates / max(1, result.requests):.1%}); {effects['event_rows']:,} event rows, "
+        f"{effects['handled_rows']:,} applied with {effects['audit_rows']:,} audit rows "
+        f"(at most {effects['audit_rows_max_per_event']} per event): "
+        f"effects once: {'yes' if once else 'NO'}",
+        flush=True,
+    )
+    if not once:
+        sys.exit("webhook: an effect was not counted exactly once")
 
 
 # --------------------------------------------------------------------------- main
@@ -280,7 +485,7 @@ def main() -> None:
         elif args.figure == "history":
             fig_history(args, server, customers)
         elif args.figure == "webhook":
-            sys.exit("webhook: not built yet (see README, Performance: what is not done)")
+            fig_webhook(args, server, customers[:200])
         elif args.figure == "growth":
             for size in (100, 500, 1000):
                 fig_batch(args, server, env, customers[:50], size=size)
