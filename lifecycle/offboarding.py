@@ -119,7 +119,12 @@ def customer_deactivate(
                             ),
                         )
                     else:
-                        entitlements.subscription_cancel_now(customer=customer)
+                        # Canceled without the cancellation's own revocation: the step below
+                        # revokes, naming the deactivation as the reason.
+                        entitlements.entitlement_follow(
+                            customer=customer,
+                            change=subscription_services.subscription_cancel_now(customer=customer),
+                        )
                 else:
                     subscription.status = subscription.Status.CANCELED
                     subscription.canceled_at = now()
@@ -183,6 +188,7 @@ def _finish(
     if deactivation.soft_deleted_at is None:
         Customer.objects.filter(pk=customer.pk).update(
             is_active=False,
+            updated_at=now,
             deleted_at=now,
             scheduled_deletion=now + timedelta(days=options.retention_days)
             if options.delete_data
@@ -243,7 +249,7 @@ def customer_reactivate(*, customer_id: str, actor: str) -> Customer:
     if customer.scheduled_deletion and customer.scheduled_deletion <= now:
         raise data_deleted_error(customer_id)
     Customer.objects.filter(pk=customer.pk).update(
-        is_active=True, deleted_at=None, scheduled_deletion=None
+        is_active=True, deleted_at=None, scheduled_deletion=None, updated_at=now
     )
     CleanupRecord.objects.filter(customer=customer, status=CleanupRecord.Status.SCHEDULED).update(
         status=CleanupRecord.Status.CANCELED, canceled_at=now
