@@ -43,7 +43,7 @@ class CheckoutView(APIView):
         "still be paid (the answer names it); an open session for the same plan is returned "
         "again.",
         request=serializers.CheckoutInput,
-        responses={200: OBJ},
+        responses={200: serializers.CheckoutOut},
     )
     def post(self, request):
         customer, values = _input(serializers.CheckoutInput, request)
@@ -65,7 +65,11 @@ class CheckoutView(APIView):
 class SubscriptionDetailView(APIView):
     permission_classes = [IsStaffOrCustomerInstance]
 
-    @api_doc("staff_or_customer", "Get the customer's subscription", responses={200: OBJ})
+    @api_doc(
+        "staff_or_customer",
+        "Get the customer's subscription",
+        responses={200: serializers.SubscriptionDetailOut},
+    )
     def get(self, request, customer_id: str):
         customer = customer_get_for(user=request.user, customer_id=customer_id)
         return Response({"subscription": serializers.subscription_out(customer.subscription)})
@@ -78,7 +82,7 @@ class UpgradeView(APIView):
         "staff_or_customer",
         "Change to another paid plan now, with Stripe proration",
         request=serializers.UpgradeInput,
-        responses={200: OBJ},
+        responses={200: serializers.SubscriptionChangedOut},
     )
     def post(self, request):
         customer, values = _input(serializers.UpgradeInput, request)
@@ -102,7 +106,7 @@ class CancelView(APIView):
         "staff_or_customer",
         "Cancel immediately without refund (legacy)",
         request=serializers.CustomerInput,
-        responses={200: OBJ},
+        responses={200: serializers.SubscriptionChangedOut},
     )
     def post(self, request):
         customer, _ = _input(serializers.CustomerInput, request)
@@ -126,7 +130,7 @@ class CancelAtPeriodEndView(APIView):
         "staff_or_customer",
         "Cancel at the end of the paid period (graceful)",
         request=serializers.CustomerInput,
-        responses={200: OBJ},
+        responses={200: serializers.SubscriptionChangedOut},
     )
     def post(self, request):
         customer, _ = _input(serializers.CustomerInput, request)
@@ -146,7 +150,7 @@ class KeepView(CancelAtPeriodEndView):
         "staff_or_customer",
         "Keep: undo a cancellation at period end",
         request=serializers.CustomerInput,
-        responses={200: OBJ},
+        responses={200: serializers.SubscriptionChangedOut},
     )
     def post(self, request):
         return super().post(request)
@@ -163,7 +167,7 @@ class CancelImmediateView(APIView):
         "(409) before anything is canceled; one Stripe does not complete leaves the "
         "cancellation done and says why (`refundIssued: false`, `refundReason`).",
         request=serializers.CancelImmediateInput,
-        responses={200: OBJ},
+        responses={200: serializers.CanceledNowOut},
     )
     def post(self, request):
         customer, values = _input(serializers.CancelImmediateInput, request)
@@ -206,7 +210,7 @@ class RefundView(APIView):
         "An `Idempotency-Key` header makes retries safe for 24 h; identical requests without "
         "one within 10 minutes return the first refund.",
         request=serializers.RefundInput,
-        responses={200: OBJ},
+        responses={200: serializers.RefundIssuedOut},
     )
     def post(self, request):
         customer, values = _input(serializers.RefundInput, request)
@@ -246,7 +250,7 @@ class RefundView(APIView):
 class RefundListView(APIView):
     permission_classes = [IsStaffOrCustomerInstance]
 
-    @api_doc("staff_or_customer", "Refund history", responses={200: OBJ})
+    @api_doc("staff_or_customer", "Refund history", responses={200: serializers.RefundListOut})
     def get(self, request, customer_id: str):
         customer = customer_get_for(user=request.user, customer_id=customer_id)
         rows = Refund.objects.filter(customer=customer).select_related("customer")
@@ -263,7 +267,7 @@ class StripeWebhookView(APIView):
         "stripe",
         "Stripe webhook",
         request=OBJ,
-        responses={200: OBJ, 400: OBJ, 500: OBJ},
+        responses={200: serializers.WebhookReceivedOut, 500: OBJ},
         description="Each event is stored once by its id and applied once; a redelivery "
         "answers 200 and changes nothing. A failed handler answers 500 so Stripe retries; "
         "staff can also replay it from the admin.",

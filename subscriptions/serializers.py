@@ -97,3 +97,81 @@ def refund_out(refund: Refund) -> dict:
         "payment_reference": refund.payment_reference or None,
         "created_at": iso(refund.created_at),
     }
+
+
+# ---------------------------------------------------------------- response schemas
+# What the endpoints answer, for the OpenAPI document (a test checks real answers against it).
+class SubscriptionOut(serializers.Serializer):
+    customer_id = serializers.CharField()
+    plan = serializers.CharField()
+    status = serializers.CharField()
+    trial_ends_at = serializers.DateTimeField(allow_null=True)
+    current_period_start = serializers.DateTimeField(allow_null=True)
+    current_period_end = serializers.DateTimeField(allow_null=True)
+    cancel_at_period_end = serializers.BooleanField()
+    canceled_at = serializers.DateTimeField(allow_null=True)
+    stripe_subscription_id = serializers.CharField(allow_null=True)
+
+
+class SubscriptionDetailOut(serializers.Serializer):
+    subscription = SubscriptionOut()
+
+
+class SubscriptionChangedOut(serializers.Serializer):
+    message = serializers.CharField()
+    subscription = SubscriptionOut()
+
+
+class CheckoutOut(serializers.Serializer):
+    session_id = serializers.CharField()
+    checkout_url = serializers.URLField()
+
+
+class RefundPartOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    refundId = serializers.CharField(allow_blank=True)  # noqa: N815 - the guide's names
+    amount = serializers.IntegerField(help_text="US cents.")
+    status = serializers.CharField()
+    created = serializers.DateTimeField()
+
+
+class RefundSummaryOut(RefundPartOut):
+    rule = serializers.CharField(help_text="amount, prorated or remaining: how it was decided.")
+    parts = RefundPartOut(many=True, help_text="One Stripe refund per payment drawn on.")
+
+
+class CanceledNowOut(SubscriptionChangedOut):
+    refund = RefundSummaryOut(allow_null=True)
+    refundIssued = serializers.BooleanField()  # noqa: N815
+    refundReason = serializers.CharField(allow_null=True, allow_blank=True)  # noqa: N815
+
+
+class RefundIssuedOut(serializers.Serializer):
+    message = serializers.CharField()
+    duplicate = serializers.BooleanField()
+    rule = serializers.CharField()
+    refund = RefundSummaryOut()
+
+
+class RefundRowOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    customer_id = serializers.CharField()
+    stripe_refund_id = serializers.CharField(allow_blank=True)
+    amount = serializers.IntegerField()
+    reason = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    status = serializers.CharField()
+    rule = serializers.CharField()
+    payment_reference = serializers.JSONField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class RefundListOut(serializers.Serializer):
+    refunds = RefundRowOut(many=True)
+
+
+class WebhookReceivedOut(serializers.Serializer):
+    received = serializers.BooleanField()
+    duplicate = serializers.BooleanField()
+    id = serializers.CharField()
+    status = serializers.CharField()
