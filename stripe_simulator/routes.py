@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import billing, recurring, resources, schema
+from . import account, billing, recurring, resources, schema
 from .state import Obj, Store
 
 Handler = Callable[..., Obj]
@@ -93,6 +93,7 @@ ID = r"([^/]+)"
 _LIST = ("limit", "starting_after", "ending_before", "created")
 # Fields Stripe returns only when expanded (includable), by object type.
 INCLUDABLE = {
+    "customer": {"sources": account.include_sources},
     "invoice": {"payments": billing.include_payments},
     "charge": {"refunds": billing.include_refunds},
     "checkout.session": {"line_items": resources.checkout_includes_line_items},
@@ -149,6 +150,16 @@ _ROUTES: list[tuple[str, str, Handler, str, tuple[str, ...], str]] = [
     ),
     (
         "GET",
+        f"customers/{ID}/sources",
+        account.list_customer_sources,
+        "CustomerPaymentSourceListParams",
+        ("object",),
+        "list:card",
+    ),
+    ("GET", "account", account.retrieve_account, "AccountRetrieveCurrentParams", (), "account"),
+    ("GET", "accounts", account.list_accounts, "AccountListParams", (), "list:account"),
+    (
+        "GET",
         "products",
         lister("product", "active"),
         "ProductListParams",
@@ -164,6 +175,14 @@ _ROUTES: list[tuple[str, str, Handler, str, tuple[str, ...], str]] = [
         "product",
     ),
     ("GET", f"products/{ID}", retriever("product"), "ProductRetrieveParams", (), "product"),
+    (
+        "GET",
+        f"products/{ID}/features",
+        account.list_product_features,
+        "ProductFeatureListParams",
+        (),
+        "list:product_feature",
+    ),
     (
         "GET",
         "prices",

@@ -134,9 +134,11 @@ def field_kind(cls: type, name: str) -> tuple[str, Any]:
         if typing.get_origin(member) is ListObject:
             return "list", _resolve(typing.get_args(member)[0])
         if typing.get_origin(member) in (list, typing.List):  # noqa: UP006
-            inner = [m for m in _members(typing.get_args(member)[0]) if _is_object(m)]
+            inner_members = _members(typing.get_args(member)[0])
+            inner = [m for m in inner_members if _is_object(m)]
             if inner:
-                return "object", inner[0]
+                # A list of ids that expand each (``invoice.discounts``), or of objects.
+                return ("expandable" if str in inner_members else "object"), inner[0]
         if _is_object(member):
             return "object", member
     return "plain", None

@@ -231,6 +231,11 @@ class Store:
             value = include(self, stored) if stored is not None else None
         if isinstance(value, str) and value in self.objects:
             value = self.view(self.objects[value])
+        elif isinstance(value, list):  # a list of expandable ids (``invoice.discounts``)
+            value = [
+                self.view(self.objects[v]) if isinstance(v, str) and v in self.objects else v
+                for v in value
+            ]
         if value is not None:
             node[head] = self._expand(value, rest)
         return node

@@ -97,6 +97,7 @@ def exercise(sim) -> Answers:
     got("list", v1.billing.meters.list(params={"status": "active"}))
     product = got("product", v1.products.create(params={"name": "Starter", "description": "x"}))
     got("product", v1.products.retrieve(product.id))
+    got("list", v1.products.features.list(product.id))
     got("list", v1.products.list(params={"active": True}))
     starter = got("price", v1.prices.create(params={
         "product": product.id, "currency": "usd", "unit_amount": 2900,
@@ -120,6 +121,11 @@ def exercise(sim) -> Answers:
     got("customer", v1.customers.update(customer.id, params={"description": "first"}))
     got("list", v1.customers.list(params={"email": "buyer@example.com"}))
     got("search_result", v1.customers.search(params={"query": "metadata['customer_id']:'cust_1'"}))
+    # What dj-stripe's sync reads besides billing objects (subscriptions/mirror.py).
+    got("account", v1.accounts.retrieve_current())
+    got("list", v1.accounts.list())
+    got("list", v1.customers.payment_sources.list(customer.id, params={"object": "card"}))
+    got("customer", v1.customers.retrieve(customer.id, params={"expand": ["sources"]}))
 
     session = got("checkout.session", v1.checkout.sessions.create(params={
         "mode": "subscription", "customer": customer.id,
@@ -146,7 +152,9 @@ def exercise(sim) -> Answers:
     item = sub["items"].data[0]
     got("subscription_item", v1.subscription_items.retrieve(item.id))
     got("list", v1.subscription_items.list(params={"subscription": sub.id}))
-    first_invoice = got("invoice", v1.invoices.retrieve(sub.latest_invoice))
+    first_invoice = got(
+        "invoice", v1.invoices.retrieve(sub.latest_invoice, params={"expand": ["discounts"]})
+    )
     got("list", v1.invoices.line_items.list(first_invoice.id))
 
     sim.advance_clock(3 * DAY)
@@ -242,7 +250,7 @@ def test_every_answer_and_event_matches_the_pinned_api_version(sim, inbox):
     pages = [data for _, _, data in answers.received if data["object"] in ("list", "search_result")]
     returned |= {item["object"] for page in pages for item in page["data"]}
     assert returned - {"list", "search_result"} <= checker.checked
-    assert {"invoice_payment", "line_item", "item", "plan", "billing.meter_event"} <= (
+    assert {"invoice_payment", "line_item", "item", "plan", "billing.meter_event", "account"} <= (
         checker.checked
     )
 
