@@ -134,6 +134,8 @@ INSTALLED_APPS = [
     "axes",
     "django_structlog",
     "django_prometheus",
+    # The staff's read-only mirror of Stripe (subscriptions/mirror.py); no URLs of its own.
+    "djstripe",
     "customers",
     "subscriptions",
     "licensing",
@@ -465,7 +467,8 @@ STRIPE_READ_TIMEOUT_SECONDS = env.float("STRIPE_READ_TIMEOUT_SECONDS", default=1
 STRIPE_SIMULATOR_PORT = env.int("STRIPE_SIMULATOR_PORT", default=12111)
 STRIPE_SIMULATOR = env_bool("STRIPE_SIMULATOR", True) and DEBUG and not STRIPE_SECRET_KEY
 if STRIPE_SIMULATOR:
-    STRIPE_SECRET_KEY = "sk_test_simulator"  # noqa: S105 - the simulator accepts any sk_test_
+    # The simulator accepts any sk_test_ key; dj-stripe only one shaped like Stripe's (24+).
+    STRIPE_SECRET_KEY = "sk_test_simulator00000000000000000000"  # noqa: S105
     STRIPE_API_BASE = f"http://127.0.0.1:{STRIPE_SIMULATOR_PORT}"
     STRIPE_WEBHOOK_SECRETS = STRIPE_WEBHOOK_SECRETS or ["whsec_stripe_simulator_local"]
 # Meter events per second sent by the usage push (Stripe allows 25/s in test mode, 100 in live).
@@ -483,6 +486,22 @@ STRIPE_PRICE_IDS = {
     "professional": STRIPE_PRICE_PROFESSIONAL,
     "enterprise": STRIPE_PRICE_ENTERPRISE,
 }
+
+# ---------------------------------------------------------------- dj-stripe (staff mirror)
+# dj-stripe keeps a read-only mirror of Stripe for staff (subscriptions/mirror.py), fed from
+# our webhook inbox after each event and backfilled with `manage.py djstripe_sync_models`.
+# Its key is STRIPE_SECRET_KEY above (dj-stripe reads that setting), never a row of its
+# APIKey table: the mirror removes the row dj-stripe makes for it before committing.
+STRIPE_LIVE_MODE = STRIPE_SECRET_KEY.startswith(("sk_live_", "rk_live_"))
+STRIPE_API_VERSION = "2026-08-26.dahlia"  # the pinned `stripe` library's version
+if STRIPE_API_BASE:
+    # dj-stripe calls Stripe through the library's global client: point it at the simulator.
+    STRIPE_API_HOST = STRIPE_API_BASE
+DJSTRIPE_FOREIGN_KEY_TO_FIELD = "id"
+# dj-stripe's own webhook endpoint is not routed (no djstripe.urls): events arrive through
+# POST /api/webhooks/stripe only, so its validation is off and its warning about that silenced.
+DJSTRIPE_WEBHOOK_VALIDATION = None
+SILENCED_SYSTEM_CHECKS = ["djstripe.W004"]
 
 # ---------------------------------------------------------------- product
 DEFAULT_TRIAL_DAYS = env.int("DEFAULT_TRIAL_DAYS", default=14)

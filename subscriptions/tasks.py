@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 
 from customers.models import Customer
-from subscriptions import refunds, services, stripe_api
+from subscriptions import mirror, refunds, services, stripe_api
 
 logger = logging.getLogger(__name__)
 
@@ -43,3 +43,26 @@ def refund_reconcile_task() -> int:
     if not stripe_api.is_configured():
         return 0
     return refunds.refund_reconcile()
+
+
+@shared_task(
+    name="subscriptions.stripe_mirror_event_task",
+    ignore_result=True,
+    soft_time_limit=120,
+    time_limit=150,
+)
+def stripe_mirror_event_task(event_pk: int) -> None:
+    """Copy what one processed Stripe event names into dj-stripe's tables for staff. Enqueued
+    after our handler committed; failures are logged and recorded by the mirror, never raised."""
+    mirror.stripe_event_mirror(event_id=event_pk)
+
+
+@shared_task(
+    name="subscriptions.stripe_mirror_backfill_task",
+    ignore_result=True,
+    soft_time_limit=1800,
+    time_limit=1900,
+)
+def stripe_mirror_backfill_task() -> None:
+    """Fill the whole mirror from Stripe (djstripe_sync_models, then invoices' payments)."""
+    mirror.stripe_mirror_backfill()

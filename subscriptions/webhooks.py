@@ -4,7 +4,9 @@ Handlers look up the customer, check current state, and re-fetch the subscriptio
 Stripe rather than trusting the event body, so duplicates change nothing and an event
 older than the newest applied one is ignored. What a change of plan or status means for the
 license and the instance is lifecycle.entitlements. A second live subscription of the same
-customer (two paid checkouts) is canceled and refunded (subscriptions.duplicates).
+customer (two paid checkouts) is canceled and refunded (subscriptions.duplicates). After an
+event is applied (or ignored), what it names is copied into the staff's dj-stripe mirror by a
+task enqueued on commit (subscriptions.mirror); this inbox stays the only intake.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from django.utils import timezone
 from core.audit import audit_record
 from customers.models import Customer
 from lifecycle import entitlements
-from subscriptions import duplicates, payments, refunds, services, stripe_api
+from subscriptions import duplicates, mirror, payments, refunds, services, stripe_api, tasks
 from subscriptions.models import StripeEvent
 
 logger = logging.getLogger(__name__)
@@ -82,6 +84,13 @@ def stripe_event_process(*, event_id: int) -> StripeEvent:
             row.last_error = ""
             row.processed_at = timezone.now()
             row.save(update_fields=["status", "last_error", "attempts", "processed_at"])
+            if mirror.mirrors_event(row):
+                # The staff's dj-stripe mirror, after commit and outside this handling: a
+                # broker that cannot take the task is logged (robust), not raised.
+                event_pk = row.pk
+                transaction.on_commit(
+                    lambda: tasks.stripe_mirror_event_task.delay(event_pk), robust=True
+                )
             return row
     raise failed
 
