@@ -424,6 +424,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Every hour: roll raw usage reports older than USAGE_RAW_RETENTION_DAYS into daily
     # totals (does nothing until another day crosses the cutoff).
     "usage-rollup": {"task": "usage.usage_rollup_task", "schedule": 3600.0},
+    # Every hour: usage report partitions created ahead, rolled-up months dropped (PostgreSQL).
+    "usage-partitions": {"task": "usage.usage_partitions_maintain_task", "schedule": 3600.0},
     # Every 5 minutes: trials canceled at period end whose end has come end, unconverted.
     "trial-end": {"task": "lifecycle.trial_end_due_task", "schedule": 300.0},
     # Every 30 s: a worker runs it to show workers are consuming (config/health.py).
@@ -534,6 +536,8 @@ USAGE_MAX_BATCH_REPORTS = env.int("USAGE_MAX_BATCH_REPORTS", default=500)
 # cumulative counters make good with the next report, only that gauge sample is lost).
 # Off unless asked for: an acknowledged write is durable by default.
 USAGE_ASYNC_COMMIT = env_bool("USAGE_ASYNC_COMMIT", False)
+# Monthly partitions of usage reports created ahead of the current month (PostgreSQL).
+USAGE_PARTITIONS_AHEAD_MONTHS = env.int("USAGE_PARTITIONS_AHEAD_MONTHS", default=3)
 
 # ---------------------------------------------------------------- email
 EMAIL_BACKEND = env.str(

@@ -21,7 +21,7 @@ from core import plans
 from core.errors import ApplicationError
 from customers.models import Customer
 from subscriptions import stripe_api
-from usage import metering
+from usage import metering, partitions
 from usage.models import (
     COUNTER_FIELDS,
     UsageBillingRecord,
@@ -97,6 +97,7 @@ def _insert_ignoring_duplicates(rows: Sequence[dict]) -> set[tuple[str, datetime
         # statement's size no longer grows with the batch, and values (already validated,
         # of the columns' Python types) skip per-value preparation.
         arrays = ", ".join(f"%s::{f.db_type(connection)}[]" for f in model_fields)
+        names = ", ".join(quote(f.column) for f in model_fields)
         params: list = [[row[key] for row in rows] for key in keys]
         # USAGE_ASYNC_COMMIT: this statement's own transaction commits without waiting for
         # the WAL flush (set_config(..., true) is local to it; one statement, no SET).
@@ -105,9 +106,14 @@ def _insert_ignoring_duplicates(rows: Sequence[dict]) -> set[tuple[str, datetime
             if settings.USAGE_ASYNC_COMMIT and connection.get_autocommit()
             else ""
         )
+        # A report_id stored in another month is a repeat too: on a partitioned table
+        # (usage/partitions.py) (customer, report_id) is unique within a partition only.
         sql = (
             f"INSERT INTO {quote(opts.db_table)} ({columns}) "  # noqa: S608 - names from _meta
-            f"SELECT report.* FROM unnest({arrays}) AS report{async_commit} "
+            f"SELECT report.* FROM unnest({arrays}) AS report({names}){async_commit} "
+            f"WHERE report.report_id IS NULL OR NOT EXISTS (SELECT 1 FROM "
+            f"{quote(opts.db_table)} AS stored WHERE stored.customer_id = report.customer_id "
+            f"AND stored.report_id = report.report_id) "
             f"ON CONFLICT DO NOTHING {returning}"
         )
     else:
@@ -198,7 +204,7 @@ def rollup_cutoff_day(now: datetime | None = None) -> date:
     return (now - timedelta(days=retention)).astimezone(UTC).date()
 
 
-def _rollup_customer_day(customer_pk: int, day: date) -> UsageDaily | None:
+def _rollup_customer_day(customer_pk: int, day: date, *, delete: bool) -> UsageDaily | None:
     start = datetime.fromtimestamp(metering.day_start(day), tz=UTC)
     end = start + timedelta(days=1)
     points = raw_points(customer_pk=customer_pk, start=start, end=end)
@@ -220,9 +226,10 @@ def _rollup_customer_day(customer_pk: int, day: date) -> UsageDaily | None:
             anchors.get(point.instance_id, frozenset()) | {pk} if carried else frozenset([pk])
         )
         baselines[point.instance_id] = baseline
-    UsageReport.objects.filter(customer_id=customer_pk, reported_at__lt=end).exclude(
-        pk__in=[pk for rows in anchors.values() for pk in rows]
-    ).delete()
+    if delete:  # a partitioned table drops whole months instead (usage/partitions.py)
+        UsageReport.objects.filter(customer_id=customer_pk, reported_at__lt=end).exclude(
+            pk__in=[pk for rows in anchors.values() for pk in rows]
+        ).delete()
     if day not in days:
         return None
     return UsageDaily(customer_id=customer_pk, day=day, **days[day].as_fields())
@@ -233,10 +240,12 @@ def usage_rollup(*, now: datetime | None = None, max_days: int = 400) -> int:
 
     Steps, one transaction per day with the cursor row locked (a second run waits, then
     finds the day done): compute each customer's day exactly as metering would from raw
-    reports, write it, delete that day's raw reports except each instance's latest, move
-    the cursor. Safe to run twice and to interrupt.
+    reports, write it, delete that day's raw reports except each instance's latest (on a
+    partitioned table the month is dropped later instead: usage/partitions.py), move the
+    cursor. Safe to run twice and to interrupt.
     """
     cutoff = rollup_cutoff_day(now)
+    delete = not partitions.is_partitioned()
     first = UsageReport.objects.order_by("reported_at").values_list("reported_at", flat=True)
     earliest = first.first()
     initial = min(earliest.astimezone(UTC).date(), cutoff) if earliest else cutoff
@@ -258,7 +267,7 @@ def usage_rollup(*, now: datetime | None = None, max_days: int = 400) -> int:
                 .values_list("customer_id", flat=True)
                 .distinct()
             )
-            rows = [_rollup_customer_day(pk, day) for pk in sorted(set(candidates))]
+            rows = [_rollup_customer_day(pk, day, delete=delete) for pk in sorted(set(candidates))]
             UsageDaily.objects.bulk_create([row for row in rows if row is not None])
             cursor.rolled_until = day + timedelta(days=1)
             cursor.save(update_fields=["rolled_until", "updated_at"])

@@ -14,7 +14,7 @@ from django.core.cache import cache
 from core.plans import ENTITLED_STATUSES
 from customers.models import Customer
 from subscriptions import stripe_api
-from usage import services
+from usage import partitions, services
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,13 @@ def usage_rollup_task() -> int:
     if days:
         logger.info("Usage roll-up: %d day(s) rolled up", days)
     return days
+
+
+@shared_task(name="usage.usage_partitions_maintain_task", ignore_result=True, acks_late=True)
+def usage_partitions_maintain_task() -> dict:
+    """Create usage report partitions ahead and drop the months that are rolled up
+    (PostgreSQL; nothing elsewhere). Safe to run twice: each step checks what exists."""
+    return partitions.usage_partitions_maintain()
 
 
 @shared_task(
