@@ -134,8 +134,8 @@ INSTALLED_APPS = [
     "axes",
     "django_structlog",
     "django_prometheus",
-    # The staff's read-only mirror of Stripe (subscriptions/mirror.py); no URLs of its own.
-    "djstripe",
+    # The staff's read-only mirror of Stripe (subscriptions/mirror.py); no URLs or admin pages.
+    "config.djstripe.DjstripeMirrorConfig",
     "customers",
     "subscriptions",
     "licensing",

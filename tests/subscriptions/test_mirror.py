@@ -217,3 +217,10 @@ def test_the_mirror_stays_empty_without_a_key_dj_stripe_accepts(signup, stripe_s
 
     assert not dj.Customer.objects.exists()
     assert not AuditLog.objects.filter(action="stripe.mirror_failed").exists()
+
+
+def test_dj_stripe_is_installed_without_its_editable_admin_pages():
+    from django.contrib import admin
+
+    assert apps.get_app_config("djstripe").get_models()
+    assert not [m for m in admin.site._registry if m._meta.app_label == "djstripe"]
