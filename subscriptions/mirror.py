@@ -87,8 +87,9 @@ def mirror_is_configured() -> str:
 
 
 def mirrors_event(event: StripeEvent) -> bool:
+    """Whether the event names something mirrored and the mirror can run (no task otherwise)."""
     obj = (event.payload.get("data") or {}).get("object") or {}
-    return obj.get("object") in _MIRRORED_EVENT_OBJECTS
+    return obj.get("object") in _MIRRORED_EVENT_OBJECTS and not mirror_is_configured()
 
 
 # ---------------------------------------------------------------- writes (dj-stripe's sync)
