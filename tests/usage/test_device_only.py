@@ -242,7 +242,8 @@ def test_rollup_keeps_the_rows_a_baseline_carries(make_instance, settings):
     # given an old measured report, then old device-only reports, all to be rolled up
     settings.USAGE_RAW_RETENTION_DAYS = 40
     customer = make_instance().customer
-    old = now_s() - timedelta(days=45)
+    # early in a UTC day, so the four old reports fall on one day whatever the clock says
+    old = (now_s() - timedelta(days=45)).replace(hour=1, minute=0, second=0)
     UsageReportFactory(customer=customer, reported_at=old, mqtt_bytes_sent=1000)
     for hours in (1, 2, 3):
         UsageReportFactory(
