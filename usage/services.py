@@ -204,6 +204,26 @@ def rollup_cutoff_day(now: datetime | None = None) -> date:
     return (now - timedelta(days=retention)).astimezone(UTC).date()
 
 
+def _baseline_sources(
+    customer_pk: int, baseline: metering.Point, rows: frozenset[int]
+) -> tuple[frozenset[int], ...]:
+    """Per counter, the row a baseline's value comes from (its newest row measuring it, as
+    raw_predecessors carries it); none for a counter the baseline does not have."""
+    if len(rows) == 1:
+        return tuple(rows if value is not None else frozenset() for value in baseline.counters)
+    found: list[frozenset[int]] = [frozenset()] * len(COUNTER_FIELDS)
+    newest_first = (
+        UsageReport.objects.filter(customer_id=customer_pk, pk__in=rows)
+        .order_by("-reported_at", "-id")
+        .values_list("pk", *COUNTER_FIELDS)
+    )
+    for pk, *counters in newest_first:
+        for i, value in enumerate(counters):
+            if value is not None and not found[i] and baseline.counters[i] is not None:
+                found[i] = frozenset([pk])
+    return tuple(found)
+
+
 def _rollup_customer_day(customer_pk: int, day: date, *, delete: bool) -> UsageDaily | None:
     start = datetime.fromtimestamp(metering.day_start(day), tz=UTC)
     end = start + timedelta(days=1)
@@ -216,16 +236,28 @@ def _rollup_customer_day(customer_pk: int, day: date, *, delete: bool) -> UsageD
         end_day=day + timedelta(days=1),
     )
     # Keep each instance's baseline: its latest report, and the earlier ones whose counters
-    # it carries (it left them out); the next delta and interval start there.
+    # it carries (it left them out); the next delta and interval start there. `sources`
+    # says, per counter, which rows the baseline's value comes from (the rows of a baseline
+    # from before the day, as a whole), so reports in between that carry nothing go.
     anchors = {instance: rows for instance, (_, rows) in predecessors.items()}
     baselines = {instance: point for instance, (point, _) in predecessors.items()}
+    sources = {
+        instance: _baseline_sources(customer_pk, point, rows)
+        for instance, (point, rows) in predecessors.items()
+    }
+    none: frozenset[int] = frozenset()
     for point, pk in points:  # in time order
-        baseline = metering.carry(baselines.get(point.instance_id), point)
-        carried = baseline.counters != point.counters
-        anchors[point.instance_id] = (
-            anchors.get(point.instance_id, frozenset()) | {pk} if carried else frozenset([pk])
+        instance = point.instance_id
+        baseline = metering.carry(baselines.get(instance), point)
+        previous = sources.get(instance, (none,) * len(COUNTER_FIELDS))
+        sources[instance] = tuple(
+            frozenset([pk]) if value is not None else (before if carried is not None else none)
+            for value, carried, before in zip(
+                point.counters, baseline.counters, previous, strict=True
+            )
         )
-        baselines[point.instance_id] = baseline
+        anchors[instance] = frozenset([pk]).union(*sources[instance])
+        baselines[instance] = baseline
     if delete:  # a partitioned table drops whole months instead (usage/partitions.py)
         UsageReport.objects.filter(customer_id=customer_pk, reported_at__lt=end).exclude(
             pk__in=[pk for rows in anchors.values() for pk in rows]
