@@ -42,6 +42,7 @@ from deployments.models import Deployment
 from licensing.models import LicenseHistory, LicenseRevocation
 from licensing.services import AUTOMATIC_REVOKERS, license_restore, license_revoke
 from lifecycle import offboarding, staff_operations
+from subscriptions import mirror
 from subscriptions.models import Payment, Refund, Subscription
 from usage import metering
 from usage import selectors as usage_selectors
@@ -606,6 +607,29 @@ def customer_page(model_admin: CustomerAdmin, request, customer: Customer) -> di
         "api_keys": customer.api_keys.all(),
         "deactivations": customer.deactivations.all()[:5],
         "audit_trail": customer.audit_log.all()[:25],
+        "stripe_mirror": stripe_mirror_section(customer),
+    }
+
+
+def stripe_mirror_section(customer: Customer) -> dict:
+    """The customer's billing as Stripe has it, from the dj-stripe mirror (read only: the page
+    never calls Stripe), with amounts in dollars; `unavailable` says why the mirror is empty
+    when it cannot run."""
+    billing = mirror.customer_billing_mirror(customer)
+    return {
+        "unavailable": mirror.mirror_is_configured(),
+        "stripe_customer_id": billing.stripe_customer_id,
+        "mirrored_at": billing.mirrored_at,
+        "invoices": [
+            (invoice, dollars(invoice.amount_due), dollars(invoice.amount_paid))
+            for invoice in billing.invoices
+        ],
+        "payments": [(payment, dollars(payment.amount_paid)) for payment in billing.payments],
+        "charges": [
+            (charge, dollars(charge.amount), dollars(charge.amount_refunded))
+            for charge in billing.charges
+        ],
+        "refunds": [(refund, dollars(refund.amount)) for refund in billing.refunds],
     }
 
 

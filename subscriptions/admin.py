@@ -36,7 +36,7 @@ from customers.auth import actor_of
 from customers.models import Customer
 from deployments.models import Deployment
 from lifecycle import plan_changes, staff_operations
-from subscriptions import refunds
+from subscriptions import mirror, refunds
 from subscriptions.models import Payment, Refund, StripeEvent, Subscription
 from subscriptions.webhooks import stripe_event_process
 
@@ -523,6 +523,7 @@ def overview(request) -> dict:
     top = max([1, *(point["cents"] for point in trend)])
     for point in trend:
         point["pct"] = round(100 * point["cents"] / top)
+    unpaid_count, unpaid = mirror.unpaid_invoices(limit=5)
     trials = Subscription.objects.filter(
         status=Subscription.Status.TRIALING,
         trial_ends_at__gte=now,
@@ -543,8 +544,18 @@ def overview(request) -> dict:
         + "?status__exact=failed",
         "flower_url": settings.FLOWER_URL,
         "api_docs_url": reverse("swagger-ui"),
-        "payments_note": "Failed payments and invoices come from the dj-stripe mirror, which is "
-        "not synced yet (issue 11): they are not shown here.",
+        "unpaid_invoices": unpaid_count,
+        "unpaid_invoice_list": [
+            (
+                invoice,
+                f"${invoice.amount_remaining / 100:,.2f}",
+                reverse("admin:customers_customer_change", args=[invoice.customer.pk])
+                if invoice.customer
+                else "",
+            )
+            for invoice in unpaid
+        ],
+        "mirror_unavailable": mirror.mirror_is_configured(),
     }
 
 

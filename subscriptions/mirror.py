@@ -337,6 +337,36 @@ def customer_billing_mirror(customer: Customer) -> BillingMirror:
     )
 
 
+@dataclass(frozen=True)
+class UnpaidInvoice:
+    """An invoice Stripe could not collect (yet): open past its first attempt, or uncollectible."""
+
+    id: str
+    status: str
+    amount_remaining: int  # cents
+    customer: Customer | None  # ours, when the Stripe customer is one of ours
+
+
+def unpaid_invoices(limit: int = 10) -> tuple[int, list[UnpaidInvoice]]:
+    """How many mirrored invoices are open or uncollectible, and the newest `limit` of them
+    with the customer each belongs to (read only, from dj-stripe's tables)."""
+    rows = dj.Invoice.objects.filter(stripe_data__status__in=["open", "uncollectible"])
+    newest = list(rows.order_by("-created")[:limit])
+    ours = {
+        c.stripe_customer_id: c
+        for c in Customer.objects.filter(stripe_customer_id__in={r.customer_id for r in newest})
+    }
+    return rows.count(), [
+        UnpaidInvoice(
+            id=row.id,
+            status=row.stripe_data.get("status") or "",
+            amount_remaining=row.stripe_data.get("amount_remaining") or 0,
+            customer=ours.get(row.customer_id or ""),
+        )
+        for row in newest
+    ]
+
+
 def _dashboard_links() -> bool:
     key = settings.STRIPE_SECRET_KEY
     base = (settings.STRIPE_API_BASE or STRIPE_API_HOST).rstrip("/")

@@ -22,6 +22,7 @@ pytest.register_assert_rewrite("tests.helpers", "tests.usage.helpers")
 
 from tests.helpers import (  # noqa: E402
     ADMIN_TOKEN,
+    MIRROR_KEY,
     WEBHOOK_PATH,
     WEBHOOK_SECRET,
     SignedUpCustomer,
@@ -125,3 +126,13 @@ def stripe_sim(live_server, settings):
     call_command("stripe_setup", stdout=io.StringIO())
     yield handle
     handle.stop()
+
+
+@pytest.fixture
+def mirrored_sim(stripe_sim, settings, monkeypatch):
+    """The simulator, with a key dj-stripe accepts and the library's global client (what
+    dj-stripe uses; STRIPE_API_HOST sets it at start-up) pointed at it."""
+    settings.STRIPE_SECRET_KEY = MIRROR_KEY
+    monkeypatch.setattr(stripe, "api_base", stripe_sim.base_url)
+    monkeypatch.setattr(stripe, "max_network_retries", 0)
+    return stripe_sim

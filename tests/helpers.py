@@ -22,6 +22,8 @@ ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 WEBHOOK_SECRET = "whsec_test_flows"
 WEBHOOK_PATH = "/api/webhooks/stripe"
 DAY = 86400
+# dj-stripe accepts only keys shaped like Stripe's; the simulator accepts any sk_test_ key.
+MIRROR_KEY = "sk_test_mirror0123456789abcdefghijKLMN"
 
 
 def customer_client(api_key: str) -> APIClient:
@@ -147,6 +149,37 @@ def paid_customer(
     stripe_sim.complete_checkout(session["session_id"], "4242 4242 4242 4242")
     stripe_sim.wait_for_deliveries()
     return customer
+
+
+def upgraded_and_refunded(signup, sim, staff_client) -> SignedUpCustomer:
+    """Checkout for professional, an upgrade to enterprise 10 days in (a proration invoice),
+    then a refund of $10 more than the proration (it spans both payments)."""
+    customer = paid_customer(signup, sim, "professional")
+    sim.advance_clock(10 * DAY)
+    upgrade = staff_client.post(
+        "/api/subscriptions/upgrade",
+        {"customer_id": customer.id, "new_plan": "enterprise"},
+        format="json",
+    )
+    assert upgrade.status_code == 200, upgrade.content
+    sim.wait_for_deliveries()
+    proration = stripe_invoices_of(sim, customer.id)[0]["amount_paid"]
+    refund = staff_client.post(
+        "/api/subscriptions/refund",
+        {"customer_id": customer.id, "amount": proration + 1000, "description": "goodwill"},
+        format="json",
+    )
+    assert refund.status_code == 200, refund.content
+    sim.wait_for_deliveries()
+    return customer
+
+
+def stripe_invoices_of(sim, customer_id: str) -> list[dict]:
+    """The simulator's invoices of one of our customers, as Stripe holds them."""
+    from customers.models import Customer  # models load once Django is set up
+
+    stripe_customer = Customer.objects.get(customer_id=customer_id).stripe_customer_id
+    return [i for i in sim.state.all("invoice") if i["customer"] == stripe_customer]
 
 
 def half_up(amount: int, part: float, whole: float) -> int:

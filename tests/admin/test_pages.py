@@ -125,7 +125,7 @@ def test_customer_page_answers_what_is_going_on(admin_as, signup):
         assert f'id="{section}"' in content
     assert '<script id="usage-chart-data" type="application/json">' in content
     assert "customers/usage_chart.js" in content
-    assert "not synced yet (issue 11)" in content
+    assert 'id="bo-stripe"' in content  # Stripe's view, from the dj-stripe mirror
     # no inline script body: the CSP (script-src 'self') would block it
     assert "<script>" not in content
     assert "customer.created" in content  # the audit trail

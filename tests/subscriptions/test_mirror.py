@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import re
 
-import pytest
 import stripe
 from django.apps import apps
 from django.core.management import call_command
@@ -16,49 +15,13 @@ from customers.models import AuditLog, Customer
 from subscriptions.mirror import BACKFILL_MODELS, customer_billing_mirror
 from subscriptions.models import StripeEvent
 from subscriptions.tasks import stripe_mirror_backfill_task
-from tests.helpers import DAY, paid_customer, post_signed_webhook
-
-# dj-stripe accepts only keys shaped like Stripe's; the simulator accepts any sk_test_ key.
-MIRROR_KEY = "sk_test_mirror0123456789abcdefghijKLMN"
-
-
-@pytest.fixture
-def mirrored_sim(stripe_sim, settings, monkeypatch):
-    """The simulator, with a key dj-stripe accepts and the library's global client (what
-    dj-stripe uses; STRIPE_API_HOST sets it at start-up) pointed at it."""
-    settings.STRIPE_SECRET_KEY = MIRROR_KEY
-    monkeypatch.setattr(stripe, "api_base", stripe_sim.base_url)
-    monkeypatch.setattr(stripe, "max_network_retries", 0)
-    return stripe_sim
-
-
-def _upgraded_and_refunded(signup, sim, staff_client):
-    """Checkout for professional, an upgrade to enterprise 10 days in (a proration invoice),
-    then a refund of more than the proration (it spans both payments)."""
-    customer = paid_customer(signup, sim, "professional")
-    sim.advance_clock(10 * DAY)
-    upgrade = staff_client.post(
-        "/api/subscriptions/upgrade",
-        {"customer_id": customer.id, "new_plan": "enterprise"},
-        format="json",
-    )
-    assert upgrade.status_code == 200, upgrade.content
-    sim.wait_for_deliveries()
-    invoices = _stripe_invoices(sim, customer.id)
-    proration = invoices[0]["amount_paid"]
-    refund = staff_client.post(
-        "/api/subscriptions/refund",
-        {"customer_id": customer.id, "amount": proration + 1000, "description": "goodwill"},
-        format="json",
-    )
-    assert refund.status_code == 200, refund.content
-    sim.wait_for_deliveries()
-    return customer
-
-
-def _stripe_invoices(sim, customer_id: str) -> list[dict]:
-    stripe_customer = Customer.objects.get(customer_id=customer_id).stripe_customer_id
-    return [i for i in sim.state.all("invoice") if i["customer"] == stripe_customer]
+from tests.helpers import (
+    MIRROR_KEY,
+    paid_customer,
+    post_signed_webhook,
+    stripe_invoices_of,
+    upgraded_and_refunded,
+)
 
 
 def _secret_rows(secret: str) -> list[str]:
@@ -75,10 +38,10 @@ def test_mirror_holds_invoices_payments_charges_and_refunds_after_checkout_upgra
     signup, mirrored_sim, staff_client, settings
 ):
     # given a customer who paid, upgraded (a proration) and got a refund across both payments
-    customer = _upgraded_and_refunded(signup, mirrored_sim, staff_client)
+    customer = upgraded_and_refunded(signup, mirrored_sim, staff_client)
     sim = mirrored_sim
     row = Customer.objects.get(customer_id=customer.id)
-    stripe_invoices = _stripe_invoices(sim, customer.id)
+    stripe_invoices = stripe_invoices_of(sim, customer.id)
     stripe_charges = [c for c in sim.state.all("charge") if c["customer"] == row.stripe_customer_id]
     stripe_refunds = sim.state.all("refund")
     assert len(stripe_invoices) == 2
@@ -173,7 +136,7 @@ def test_backfill_fills_the_mirror_from_stripe_without_keeping_the_key(
     signup, stripe_sim, staff_client, settings, monkeypatch
 ):
     # given Stripe objects made while the mirror could not run (a key dj-stripe refuses)
-    customer = _upgraded_and_refunded(signup, stripe_sim, staff_client)
+    customer = upgraded_and_refunded(signup, stripe_sim, staff_client)
     assert not dj.Invoice.objects.exists()
     row = Customer.objects.get(customer_id=customer.id)
     settings.STRIPE_SECRET_KEY = MIRROR_KEY
