@@ -10,8 +10,10 @@ amount follows one rule, named in the answer as `rule`:
 - `remaining`: all that is left.
 
 1. Reconcile the period's payments with Stripe (a missed webhook loses nothing).
-2. Under a lock on the customer's subscription row: decide the amount, refuse what is not
-   refundable, find an identical recent request (which gets its refunds back).
+2. Under a lock on the customer's subscription row: find an identical recent request (the
+   same client key, or the same ask, reason and description within the dedup window,
+   whatever was invoiced since), which gets its refunds back; else decide the amount and
+   refuse what is not refundable.
 3. Write one refund row per payment `pending`, each with its own idempotency key; commit.
 4. Call Stripe for each with its key; mark each row with Stripe's answer.
 A crash between 3 and 4 leaves pending rows: `refund_reconcile` (and the `charge.refunded`
@@ -210,6 +212,27 @@ def refund_request(
     return RefundResult(refunds=tuple(rows), duplicate=duplicate, rule=rows[0].rule)
 
 
+def _request_fingerprint(
+    *,
+    customer: Customer,
+    client_key: str,
+    amount: int | None,
+    use_prorated: bool,
+    reason: str,
+    description: str,
+) -> str:
+    """What makes two refund requests the same one: the client's key, or else what was asked.
+
+    Never the payments or invoices of the moment: a retry sent after a new invoice (an
+    upgrade's proration) is still the first request, so it gets the first refund back
+    instead of a second one. The dedup window, not the invoices, says when an identical
+    request is a new one.
+    """
+    asked = "prorated" if use_prorated and amount is None else str(amount)
+    source = client_key or f"{asked}|{reason}|{description}"
+    return hashlib.sha256(f"{customer.pk}|{source}".encode()).hexdigest()
+
+
 @transaction.atomic
 def _refund_reserve(
     *,
@@ -223,15 +246,16 @@ def _refund_reserve(
     actor: str,
 ) -> tuple[list[Refund], bool]:
     subscription = Subscription.objects.select_for_update().get(customer=customer)
-    period = payments.period_payments(subscription)
-    if not period:
-        raise _no_payment(customer)
-
-    asked = "prorated" if use_prorated and amount is None else str(amount)
-    fingerprint_source = client_key or (
-        f"{period[0].stripe_invoice_payment_id}|{asked}|{reason}|{description}"
+    # An identical request is answered first, whatever was invoiced since: even a period
+    # with no payment yet (a declined renewal) gives a retry its refund back, not a 409.
+    fingerprint = _request_fingerprint(
+        customer=customer,
+        client_key=client_key,
+        amount=amount,
+        use_prorated=use_prorated,
+        reason=reason,
+        description=description,
     )
-    fingerprint = hashlib.sha256(f"{customer.pk}|{fingerprint_source}".encode()).hexdigest()
     window = dedup_window or (
         timedelta(hours=24)
         if client_key
@@ -251,6 +275,9 @@ def _refund_reserve(
             return [earlier], True
         return list(Refund.objects.filter(request_key=earlier.request_key).order_by("id")), True
 
+    period = payments.period_payments(subscription)
+    if not period:
+        raise _no_payment(customer)
     left = _left(period)
     rule, parts = _split(left, amount=amount, use_prorated=use_prorated, subscription=subscription)
     requested = amount if amount is not None else sum(take for _, take in parts)
