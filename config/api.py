@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -17,7 +18,8 @@ from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpResponse, JsonResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status, throttling
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import JSONParser
@@ -168,6 +170,27 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+_CLOSED_BODY = "A property not listed here is refused: 400, naming it."
+
+
+class StrictSerializerSchema(OpenApiSerializerExtension):
+    """In the OpenAPI document a StrictSerializer's body is closed (`additionalProperties:
+    false`), as the API refuses properties it does not know (400 naming each one).
+    Registered by being defined: drf-spectacular finds it for every subclass."""
+
+    target_class = StrictSerializer
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["additionalProperties"] = False
+            if schema.get("description") == inspect.cleandoc(StrictSerializer.__doc__ or ""):
+                # inherited, not the body's own: say what it means to a client instead
+                schema["description"] = _CLOSED_BODY
+        return schema
+
+
 class PageLimitPagination(PageNumberPagination):
     """The guide's `?page=1&limit=20` paging."""
 
@@ -202,6 +225,29 @@ class PageLimitPagination(PageNumberPagination):
             "total": self.page.paginator.count,
             "pages": self.page.paginator.num_pages,
         }
+
+
+def page_parameters(items: str) -> list[OpenApiParameter]:
+    """The `page` and `limit` query parameters of PageLimitPagination, with the bounds it
+    enforces (outside them: 400; a page past the last one: 404)."""
+    limit = PageLimitPagination
+    return [
+        OpenApiParameter(
+            "page",
+            {"type": "integer", "minimum": 1, "default": 1},
+            description="1-based page; past the last page: 404",
+        ),
+        OpenApiParameter(
+            "limit",
+            {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": limit.max_page_size,
+                "default": limit.page_size,
+            },
+            description=f"{items} per page, 1-{limit.max_page_size} (default {limit.page_size})",
+        ),
+    ]
 
 
 _REDIS_CLIENTS: dict[int, Any] = {}
@@ -378,6 +424,7 @@ RULE_ERRORS: dict[str, tuple[int, ...]] = {
 _ERROR_DESCRIPTIONS = {
     400: "Invalid input: the error body names each field.",
     401: "No or invalid credentials.",
+    402: "Stripe declined (a payment or refund); the message says why.",
     403: "Credentials of the wrong kind (or not allowed to do this).",
     404: "Not found (also another customer's id asked with a customer key).",
     409: "Refused by the current state (the message says which).",

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import PageLimitPagination, PublicRateThrottle, api_doc
+from config.api import PageLimitPagination, PublicRateThrottle, api_doc, page_parameters
 from core.audit import audit_record
 from customers import credentials, selectors
 from customers.auth import IsStaff, IsStaffOrCustomerInstance, actor_of, customer_get_for
@@ -82,11 +81,9 @@ class CustomerListCreateView(APIView):
         "staff",
         "List customers",
         operation_id="customers_list",
-        parameters=[
-            OpenApiParameter("page", int, description="1-based page"),
-            OpenApiParameter("limit", int, description="page size, 1-100 (default 20)"),
-        ],
+        parameters=page_parameters("customers"),
         responses={200: CustomerListOut},
+        errors=(404,),
     )
     def get(self, request):
         paginator = PageLimitPagination()

@@ -139,6 +139,7 @@ class LicenseRevokeView(APIView):
         "Revoke the customer's license",
         request=RevokeInput,
         responses={200: LicenseRevokedOut},
+        errors=(404,),
     )
     def post(self, request, customer_id: str):
         customer = customer_get_for(user=request.user, customer_id=customer_id)

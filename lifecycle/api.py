@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -43,6 +42,26 @@ class DeletionsExecutedOut(serializers.Serializer):
     deleted = serializers.IntegerField()
 
 
+class _DeactivationResultOut(serializers.Serializer):
+    """The guide's `result` object (lifecycle.offboarding.deactivation_result)."""
+
+    customerId = serializers.CharField()  # noqa: N815 - the guide's field names
+    subscriptionCanceled = serializers.BooleanField()  # noqa: N815
+    refundIssued = serializers.BooleanField()  # noqa: N815
+    refundAmount = serializers.IntegerField(min_value=0, help_text="US cents.")  # noqa: N815
+    refundReason = serializers.CharField(  # noqa: N815
+        allow_null=True, help_text="Why a requested refund was not issued; null otherwise."
+    )
+    dataScheduledForDeletion = serializers.BooleanField()  # noqa: N815
+    scheduledDeletionDate = serializers.DateTimeField(allow_null=True)  # noqa: N815
+    licenseRevoked = serializers.BooleanField()  # noqa: N815
+
+
+class DeactivatedOut(serializers.Serializer):
+    message = serializers.CharField()
+    result = _DeactivationResultOut()
+
+
 class DeactivateInput(StrictSerializer):
     customer_id = serializers.CharField(max_length=40)
     cancel_subscription = serializers.BooleanField(default=True)
@@ -58,6 +77,10 @@ class CustomerIdInput(StrictSerializer):
     customer_id = serializers.CharField(max_length=40)
 
 
+class NoInput(StrictSerializer):
+    """No properties: the body may be left out or be `{}`; any property is refused (400)."""
+
+
 class DeactivateView(APIView):
     permission_classes = [IsStaff]
 
@@ -67,7 +90,8 @@ class DeactivateView(APIView):
         description="Each step is recorded; running the same request again after a failure "
         "completes the missing steps and repeats none (no second refund or cancellation).",
         request=DeactivateInput,
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: DeactivatedOut},
+        errors=(404, 402, 409, 503),
     )
     def post(self, request):
         data = DeactivateInput(data=request.data)
@@ -135,10 +159,11 @@ class ExecuteDeletionsView(APIView):
     @api_doc(
         "staff",
         "Execute the deletions that are due now",
-        request=None,
+        request=NoInput,
         responses={200: DeletionsExecutedOut},
     )
     def post(self, request):
+        NoInput(data=request.data).is_valid(raise_exception=True)
         deleted = deletion.cleanup_execute_due(actor=actor_of(request.user))
         return Response(
             {"message": f"Deleted {deleted} customers", "deleted": deleted},

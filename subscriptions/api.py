@@ -18,6 +18,10 @@ from subscriptions import refunds, serializers, services, stripe_api, webhooks
 from subscriptions.models import Refund
 
 OBJ = OpenApiTypes.OBJECT
+# What an operation that changes the subscription at Stripe can refuse, besides its auth
+# rule's refusals: Stripe declined (402), the state does not allow it (409), Stripe or the
+# queue unavailable (503).
+STRIPE_ERRORS = (402, 409, 503)
 
 
 def _audit(request, action: str, customer, **metadata) -> None:
@@ -43,6 +47,7 @@ class CheckoutView(APIView):
         "still be paid (the answer names it); an open session for the same plan is returned "
         "again.",
         request=serializers.CheckoutInput,
+        errors=STRIPE_ERRORS,
         responses={200: serializers.CheckoutOut},
     )
     def post(self, request):
@@ -82,6 +87,7 @@ class UpgradeView(APIView):
         "staff_or_customer",
         "Change to another paid plan now, with Stripe proration",
         request=serializers.UpgradeInput,
+        errors=STRIPE_ERRORS,
         responses={200: serializers.SubscriptionChangedOut},
     )
     def post(self, request):
@@ -106,6 +112,7 @@ class CancelView(APIView):
         "staff_or_customer",
         "Cancel immediately without refund (legacy)",
         request=serializers.CustomerInput,
+        errors=STRIPE_ERRORS,
         responses={200: serializers.SubscriptionChangedOut},
     )
     def post(self, request):
@@ -130,6 +137,7 @@ class CancelAtPeriodEndView(APIView):
         "staff_or_customer",
         "Cancel at the end of the paid period (graceful)",
         request=serializers.CustomerInput,
+        errors=STRIPE_ERRORS,
         responses={200: serializers.SubscriptionChangedOut},
     )
     def post(self, request):
@@ -150,6 +158,7 @@ class KeepView(CancelAtPeriodEndView):
         "staff_or_customer",
         "Keep: undo a cancellation at period end",
         request=serializers.CustomerInput,
+        errors=STRIPE_ERRORS,
         responses={200: serializers.SubscriptionChangedOut},
     )
     def post(self, request):
@@ -167,6 +176,7 @@ class CancelImmediateView(APIView):
         "(409) before anything is canceled; one Stripe does not complete leaves the "
         "cancellation done and says why (`refundIssued: false`, `refundReason`).",
         request=serializers.CancelImmediateInput,
+        errors=STRIPE_ERRORS,
         responses={200: serializers.CanceledNowOut},
     )
     def post(self, request):
@@ -210,6 +220,7 @@ class RefundView(APIView):
         "An `Idempotency-Key` header makes retries safe for 24 h; identical requests without "
         "one within 10 minutes return the first refund.",
         request=serializers.RefundInput,
+        errors=(404, *STRIPE_ERRORS),
         responses={200: serializers.RefundIssuedOut},
     )
     def post(self, request):

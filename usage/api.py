@@ -5,23 +5,28 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.api import PageLimitPagination, UsageRateThrottle, api_doc
+from config.api import PageLimitPagination, UsageRateThrottle, api_doc, page_parameters
 from core.errors import ApplicationError
 from customers.auth import IsCustomerInstance, IsStaffOrCustomerInstance, customer_get_for
 from usage import selectors, services
 from usage.serializers import (
+    HISTORY_DEFAULT_DAYS,
+    HISTORY_MAX_DAYS,
     MAX_BATCH_BYTES,
     MAX_BATCH_REPORTS,
     MAX_REPORT_BYTES,
+    BatchAcceptedOut,
     BatchInput,
     HistoryQuery,
+    ReportAcceptedOut,
     ReportInput,
+    UsageConsumptionOut,
+    UsageHistoryOut,
     batch_validate,
     consumption_out,
     instance_out,
@@ -36,7 +41,6 @@ _RULE = (
     "retries) and `reported_at`. A repeat of a stored report answers 200 with "
     '`"duplicate": true` and changes nothing.'
 )
-_ERRORS = {400: OpenApiTypes.OBJECT, 403: OpenApiTypes.OBJECT, 413: OpenApiTypes.OBJECT}
 
 
 def _limit_body(request, limit: int) -> None:
@@ -81,7 +85,11 @@ class UsageReportView(APIView):
         "customer",
         "Report one instance's usage",
         request=ReportInput,
-        responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT, **_ERRORS},
+        responses={
+            201: ReportAcceptedOut,
+            200: OpenApiResponse(ReportAcceptedOut, description="A repeat: nothing changed."),
+        },
+        errors=(413,),
         description=f"{_RULE} `customer_id` must be the key's own customer (else 403). "
         f"Body at most {MAX_REPORT_BYTES} bytes. Limited per customer (`RATE_LIMIT_USAGE`).",
     )
@@ -103,7 +111,8 @@ class UsageReportBatchView(APIView):
         "customer",
         "Report many snapshots at once (an instance catching up)",
         request=BatchInput,
-        responses={200: OpenApiTypes.OBJECT, **_ERRORS},
+        responses={200: BatchAcceptedOut},
+        errors=(413,),
         description=f'`{{"reports": [...]}}`, 1 to {MAX_BATCH_REPORTS} reports, each with '
         f"`reported_at`, stored with one insert; counts as one request against the rate "
         f"limit. {_RULE} Any invalid report refuses the whole batch (400, details per index).",
@@ -132,11 +141,20 @@ class UsageHistoryView(APIView):
         "staff_or_customer",
         "Usage history: raw reports, a daily series and totals",
         parameters=[
-            OpenApiParameter("days", int, description="UTC days up to today, 1-366 (default 30)"),
-            OpenApiParameter("page", int, description="1-based page of reports"),
-            OpenApiParameter("limit", int, description="reports per page, 1-100 (default 20)"),
+            OpenApiParameter(
+                "days",
+                {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": HISTORY_MAX_DAYS,
+                    "default": HISTORY_DEFAULT_DAYS,
+                },
+                description=f"UTC days up to today, 1-{HISTORY_MAX_DAYS} "
+                f"(default {HISTORY_DEFAULT_DAYS})",
+            ),
+            *page_parameters("reports"),
         ],
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: UsageHistoryOut},
         description="Reports older than the raw retention are rolled up into the daily "
         "series and no longer listed one by one. `instances` says, per instance with raw "
         "reports in the window, which meters it reports (`devices`, `mqtt`, `http`, "
@@ -172,7 +190,7 @@ class UsageConsumptionView(APIView):
     @api_doc(
         "staff_or_customer",
         "Consumption and overage in the current billing period",
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: UsageConsumptionOut},
         description="Per meter: used, allowance, overage and its amount in integer cents "
         "(ROUND_HALF_UP per meter). The period is the subscription's while active or past "
         "due, else the calendar month (UTC), metered in whole UTC days.",

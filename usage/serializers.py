@@ -13,13 +13,14 @@ import msgspec
 from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from config.api import StrictSerializer
 from core.timestamps import iso
+from customers.serializers import PaginationOut
 from usage import metering
-from usage.models import COUNTER_FIELDS, UsageReport
+from usage.models import COUNTER_FIELDS, METER_FIELDS, UsageReport
 from usage.services import MAX_CLOCK_SKEW, MAX_REPORT_AGE
 
 MAX_COUNTER = 10**15  # 1 PB or 10^15 messages since an instance started
@@ -158,8 +159,14 @@ class BatchInput(StrictSerializer):
     reports = BatchReportInput(many=True, allow_empty=False, max_length=MAX_BATCH_REPORTS)
 
 
+HISTORY_MAX_DAYS = 366
+HISTORY_DEFAULT_DAYS = 30
+
+
 class HistoryQuery(serializers.Serializer):
-    days = serializers.IntegerField(min_value=1, max_value=366, default=30)
+    days = serializers.IntegerField(
+        min_value=1, max_value=HISTORY_MAX_DAYS, default=HISTORY_DEFAULT_DAYS
+    )
 
 
 def report_outcome_out(outcome) -> dict:
@@ -244,6 +251,163 @@ def consumption_out(consumption: metering.Consumption) -> dict:
         "overage": {meter: line.as_dict() for meter, line in consumption.lines.items()},
         "total_overage_cents": consumption.total_cents,
     }
+
+
+# ---------------------------------------------------------------- response schemas
+# What the endpoints answer, for the OpenAPI document (the functions above shape the answers;
+# tests check every real answer against these, an undocumented field being an error).
+
+
+def _decimal(help_text: str = "") -> serializers.DecimalField:
+    """A decimal written as a JSON string (exact), e.g. `"1.250000"`."""
+    return serializers.DecimalField(
+        max_digits=None, decimal_places=None, coerce_to_string=True, help_text=help_text
+    )
+
+
+class ReportOutcomeOut(serializers.Serializer):
+    instance_id = serializers.CharField()
+    reported_at = serializers.DateTimeField()
+    report_id = serializers.UUIDField(allow_null=True)
+    duplicate = serializers.BooleanField(help_text="A repeat of a stored report: nothing changed.")
+
+
+class ReportAcceptedOut(ReportOutcomeOut):
+    accepted = serializers.BooleanField()
+
+
+class BatchAcceptedOut(serializers.Serializer):
+    accepted = serializers.BooleanField()
+    received = serializers.IntegerField(min_value=0)
+    inserted = serializers.IntegerField(min_value=0)
+    duplicates = serializers.IntegerField(min_value=0)
+    results = ReportOutcomeOut(many=True, help_text="One per report, in the batch's order.")
+
+
+def _with_counters(fields: dict, *, after: str, nullable: bool) -> dict:
+    """`fields` with one integer per counter (usage.models.COUNTER_FIELDS) after `after`:
+    a field instance per name (DRF binds a field to the one name it is given)."""
+    items = list(fields.items())
+    at = [name for name, _ in items].index(after) + 1
+    counters = [
+        (name, serializers.IntegerField(min_value=0, allow_null=nullable))
+        for name in COUNTER_FIELDS
+    ]
+    return dict([*items[:at], *counters, *items[at:]])
+
+
+class UsageTotalsOut(serializers.Serializer):
+    reports = serializers.IntegerField(min_value=0)
+    mqtt_gb = _decimal("MQTT bytes sent and received, in GB (10^9 bytes).")
+    http_gb = _decimal("HTTP bytes sent and received, in GB (10^9 bytes).")
+    api_calls = serializers.IntegerField(min_value=0)
+    device_hours = _decimal("Active devices integrated over time.")
+    peak_active_devices = serializers.IntegerField(min_value=0)
+    peak_total_devices = serializers.IntegerField(min_value=0)
+    peak_storage_mb = _decimal()
+
+    def get_fields(self):
+        # each counter's deltas, summed
+        return _with_counters(super().get_fields(), after="reports", nullable=False)
+
+
+class UsageDayOut(UsageTotalsOut):
+    def get_fields(self):
+        return {"date": serializers.DateField(), **super().get_fields()}
+
+
+class UsageInstanceOut(serializers.Serializer):
+    instance_id = serializers.CharField()
+    reports = serializers.IntegerField(min_value=0)
+    last_reported_at = serializers.DateTimeField()
+    meters = serializers.ListField(child=serializers.ChoiceField(choices=list(METER_FIELDS)))
+    unmeasured = serializers.ListField(
+        child=serializers.CharField(), help_text="Fields this instance never sent."
+    )
+
+
+class UsageReportOut(serializers.Serializer):
+    instance_id = serializers.CharField()
+    report_id = serializers.UUIDField(allow_null=True)
+    reported_at = serializers.DateTimeField()
+    received_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    active_devices = serializers.IntegerField(min_value=0)
+    total_devices = serializers.IntegerField(min_value=0)
+    postgres_size_mb = serializers.FloatField(allow_null=True)
+    postgres_row_count = serializers.IntegerField(min_value=0, allow_null=True)
+
+    def get_fields(self):
+        # as reported, null when the instance does not measure it
+        return _with_counters(super().get_fields(), after="total_devices", nullable=True)
+
+
+UsageHistoryOut = inline_serializer(
+    "UsageHistory",
+    {
+        "customer_id": serializers.CharField(),
+        "days": serializers.IntegerField(),
+        "from": serializers.DateField(help_text="First UTC day of the window."),
+        "to": serializers.DateField(help_text="Last UTC day of the window (today)."),
+        "totals": UsageTotalsOut(),
+        "daily": UsageDayOut(many=True),
+        "instances": UsageInstanceOut(many=True),
+        "reports": UsageReportOut(many=True, help_text="Raw reports, newest first, paged."),
+        "pagination": PaginationOut(),
+    },
+)
+
+
+class MeterLineOut(serializers.Serializer):
+    unit = serializers.CharField()
+    used = _decimal()
+    allowance = serializers.DecimalField(
+        max_digits=None,
+        decimal_places=None,
+        coerce_to_string=True,
+        allow_null=True,
+        help_text="null: unlimited.",
+    )
+    overage = _decimal()
+    unit_price = _decimal("USD per unit.")
+    amount_cents = serializers.IntegerField(min_value=0)
+
+
+class ConsumptionUsageOut(UsageTotalsOut):
+    storage_gb_months = _decimal()
+
+
+UsageConsumptionOut = inline_serializer(
+    "UsageConsumption",
+    {
+        "customer_id": serializers.CharField(),
+        "plan": serializers.CharField(),
+        "subscription_status": serializers.CharField(allow_null=True),
+        "billable": serializers.BooleanField(),
+        "period": inline_serializer(
+            "UsagePeriod",
+            {
+                "start": serializers.DateTimeField(),
+                "end": serializers.DateTimeField(),
+                "source": serializers.ChoiceField(choices=["subscription", "calendar_month"]),
+                "metered_days": inline_serializer(
+                    "UsageMeteredDays",
+                    {
+                        "from": serializers.DateField(),
+                        "until": serializers.DateField(help_text="Exclusive."),
+                    },
+                ),
+            },
+        ),
+        "usage": ConsumptionUsageOut(),
+        "max_devices": serializers.IntegerField(help_text="-1 means unlimited."),
+        "over_device_limit": serializers.BooleanField(),
+        "overage": inline_serializer(
+            "UsageOverage", {meter: MeterLineOut() for meter in metering.METER_UNITS}
+        ),
+        "total_overage_cents": serializers.IntegerField(min_value=0),
+    },
+)
 
 
 # --------------------------------------------------------------------------- fast path
