@@ -103,6 +103,7 @@ def stripe_event_mirror(*, event_id: int) -> MirrorRun:
     if event is None:
         run.skipped = "no such event"
         return run
+    stripe_api.global_client_configure()
     obj = (event.payload.get("data") or {}).get("object") or {}
     for kind, object_id in _named_objects(obj):
         _mirror_object(kind, object_id, run)
@@ -127,6 +128,7 @@ def stripe_mirror_backfill() -> MirrorRun:
     if why := mirror_is_configured():
         run.skipped = why
         return run
+    stripe_api.global_client_configure()
     out, err = io.StringIO(), io.StringIO()
     with transaction.atomic():
         call_command(

@@ -86,6 +86,18 @@ def _client() -> stripe.StripeClient:
     )
 
 
+def global_client_configure() -> None:
+    """dj-stripe calls Stripe through the library's global client, whose default waits 80 s per
+    attempt: give it the same timeouts, retries and address as ours (the mirror calls this
+    before each run, so a hanging Stripe holds a worker no longer than one of our calls)."""
+    stripe.default_http_client = stripe.RequestsClient(
+        timeout=(settings.STRIPE_CONNECT_TIMEOUT_SECONDS, settings.STRIPE_READ_TIMEOUT_SECONDS)
+    )
+    stripe.max_network_retries = settings.STRIPE_MAX_NETWORK_RETRIES
+    if settings.STRIPE_API_BASE:
+        stripe.api_base = settings.STRIPE_API_BASE
+
+
 # The library sleeps between retries: 0.5 s doubling, with jitter, at most this much in all
 # for the retries we allow (stripe/_http_client.py: INITIAL_DELAY 0.5, MAX_DELAY 5).
 _RETRY_SLEEP_CAP_SECONDS = 5.0

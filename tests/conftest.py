@@ -135,4 +135,5 @@ def mirrored_sim(stripe_sim, settings, monkeypatch):
     settings.STRIPE_SECRET_KEY = MIRROR_KEY
     monkeypatch.setattr(stripe, "api_base", stripe_sim.base_url)
     monkeypatch.setattr(stripe, "max_network_retries", 0)
+    monkeypatch.setattr(stripe, "default_http_client", None)  # the mirror sets its own
     return stripe_sim

@@ -115,6 +115,7 @@ def test_backfill_command_fills_the_page_from_stripe(
     settings.STRIPE_SECRET_KEY = MIRROR_KEY
     monkeypatch.setattr(stripe, "api_base", stripe_sim.base_url)
     monkeypatch.setattr(stripe, "max_network_retries", 0)
+    monkeypatch.setattr(stripe, "default_http_client", None)  # the mirror sets its own
 
     # when an operator runs the backfill command
     out = io.StringIO()

@@ -142,6 +142,7 @@ def test_backfill_fills_the_mirror_from_stripe_without_keeping_the_key(
     settings.STRIPE_SECRET_KEY = MIRROR_KEY
     monkeypatch.setattr(stripe, "api_base", stripe_sim.base_url)
     monkeypatch.setattr(stripe, "max_network_retries", 0)
+    monkeypatch.setattr(stripe, "default_http_client", None)  # the mirror sets its own
 
     # when dj-stripe's own command syncs the mirrored models
     out, err = io.StringIO(), io.StringIO()

@@ -11,12 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
+import stripe
 import yaml
 from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 
 from lifecycle.signup import customer_signup
-from subscriptions import stripe_api
+from subscriptions import mirror, stripe_api
+from subscriptions.models import StripeEvent
+from tests.helpers import MIRROR_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,3 +103,30 @@ def test_gunicorn_timeout_is_above_the_longest_stripe_call_with_default_settings
     worst = stripe_api.worst_wait_seconds()
     for where, timeout in _gunicorn_timeouts().items():
         assert worst < timeout, f"{where}: gunicorn --timeout {timeout} <= Stripe's {worst} s"
+
+
+@pytest.mark.django_db
+def test_the_mirror_gives_up_on_a_hanging_stripe_within_our_timeouts(hanging_stripe, monkeypatch):
+    # given the mirror on (a key dj-stripe accepts) and an event naming a Stripe customer, while
+    # Stripe accepts connections and never answers; dj-stripe uses the library's global client
+    monkeypatch.setattr(stripe, "default_http_client", None)
+    monkeypatch.setattr(stripe, "max_network_retries", stripe.max_network_retries)
+    # (pointed at Stripe at start-up: STRIPE_API_HOST)
+    monkeypatch.setattr(stripe, "api_base", f"http://127.0.0.1:{hanging_stripe}")
+    django_settings.STRIPE_SECRET_KEY = MIRROR_KEY
+    event = StripeEvent.objects.create(
+        stripe_event_id="evt_hanging_mirror",
+        type="customer.updated",
+        payload={"data": {"object": {"id": "cus_hanging", "object": "customer"}}},
+    )
+
+    # when the mirror task runs for it
+    started = time.monotonic()
+    run = mirror.stripe_event_mirror(event_id=event.pk)
+    elapsed = time.monotonic() - started
+
+    # then it records the timeout instead of waiting the library's default 80 s per attempt
+    [(kind, object_id, why)] = run.failed
+    assert (kind, object_id) == ("customer", "cus_hanging")
+    assert "APIConnectionError" in why
+    assert elapsed < stripe_api.worst_wait_seconds() + 5
