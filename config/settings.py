@@ -314,6 +314,14 @@ RATE_LIMIT_PUBLIC = env.str("RATE_LIMIT_PUBLIC", default="100/15m")
 RATE_LIMIT_VERIFICATION = env.str("RATE_LIMIT_VERIFICATION", default="5000/15m")
 RATE_LIMIT_USAGE = env.str("RATE_LIMIT_USAGE", default="60/h")
 RATE_LIMIT_CUSTOMER = env.str("RATE_LIMIT_CUSTOMER", default="1000/h")
+# Unrevoked API keys one customer may hold; issuing one more answers 409 (rotation still
+# works). At least 1: signup issues the first.
+MAX_API_KEYS_PER_CUSTOMER = env.int("MAX_API_KEYS_PER_CUSTOMER", default=10)
+if MAX_API_KEYS_PER_CUSTOMER < 1:
+    raise ImproperlyConfigured(
+        f"MAX_API_KEYS_PER_CUSTOMER={MAX_API_KEYS_PER_CUSTOMER} must be at least 1 (signup "
+        "issues a key)."
+    )
 # Number of proxies in front of the app whose X-Forwarded-For entries are trusted.
 NUM_PROXIES = env.int("NUM_PROXIES", default=0)
 if NUM_PROXIES:

@@ -157,6 +157,10 @@ class ApiKeyListCreateView(APIView):
         "Issue an additional API key (shown once)",
         request=ApiKeyCreateInput,
         responses={201: IssuedApiKeyOut},
+        errors=(409,),
+        description="A customer holds at most `MAX_API_KEYS_PER_CUSTOMER` unrevoked keys "
+        "(default 10); one more answers 409 `API key limit reached` until one is revoked "
+        "(`DELETE .../api-keys/{prefix}`) or the keys are rotated (rotation works at the cap).",
     )
     def post(self, request, customer_id: str):
         return _issue_key(request, customer_id, credentials.api_key_issue, "api_key.issued")

@@ -12,11 +12,14 @@ import secrets
 import string
 from dataclasses import dataclass
 from datetime import timedelta
+from http import HTTPStatus
 from typing import TypeVar
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core.errors import ApplicationError
 from customers.models import Customer, CustomerApiKey, HashedKey, StaffToken
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -77,7 +80,28 @@ def hashed_key_lookup(
     return record
 
 
+def _customer_lock(customer: Customer) -> None:
+    """Hold the customer's row until the transaction ends: key issuance for one customer is
+    serialized, so concurrent requests cannot pass the cap together."""
+    Customer.objects.select_for_update().filter(pk=customer.pk).values_list("pk").first()
+
+
+@transaction.atomic
 def api_key_issue(*, customer: Customer, name: str = "") -> IssuedKey:
+    """Issue one more key of the customer, refused (409) once it has
+    MAX_API_KEYS_PER_CUSTOMER unrevoked keys: revoking one (or rotating) frees room."""
+    _customer_lock(customer)
+    cap = settings.MAX_API_KEYS_PER_CUSTOMER
+    live = CustomerApiKey.objects.filter(customer=customer, revoked_at__isnull=True).count()
+    if live >= cap:
+        raise ApplicationError(
+            f"{customer.customer_id} has {live} unrevoked API keys, the most allowed "
+            f"({cap}). Revoke one (DELETE /api/customers/{customer.customer_id}/api-keys/"
+            "<prefix>) or rotate them (POST .../api-keys/rotate) to issue another.",
+            error="API key limit reached",
+            status_code=HTTPStatus.CONFLICT,
+            details={"max_api_keys": cap, "unrevoked_keys": live},
+        )
     return _hashed_key_create(model=CustomerApiKey, kind="ik", name=name, customer=customer)
 
 
@@ -91,7 +115,9 @@ def api_key_revoke(*, api_key: CustomerApiKey) -> CustomerApiKey:
 
 @transaction.atomic
 def api_key_rotate(*, customer: Customer, name: str = "") -> IssuedKey:
-    """Revoke every live key of the customer and issue one new key."""
+    """Revoke every live key of the customer and issue one new key (so it works at the
+    cap too)."""
+    _customer_lock(customer)
     CustomerApiKey.objects.filter(customer=customer, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )
