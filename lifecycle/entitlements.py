@@ -75,21 +75,23 @@ def entitlement_follow(*, customer: Customer, change: SubscriptionChange) -> Sub
 
 def subscription_sync_from_stripe(
     *, customer: Customer, stripe_sub: dict, event_at: datetime | None = None
-) -> Subscription:
+) -> SubscriptionChange:
     """Make the local subscription say what Stripe says (webhooks), and follow the change."""
-    subscription, changed = subscription_services.subscription_apply_stripe(
+    change = subscription_services.subscription_apply_stripe(
         customer=customer, stripe_sub=stripe_sub, event_at=event_at
     )
-    return entitlement_follow(customer=customer, change=SubscriptionChange(subscription, changed))
+    entitlement_follow(customer=customer, change=change)
+    return change
 
 
-def subscription_cancel_now(*, customer: Customer) -> Subscription:
-    """Cancel the Stripe subscription at once and revoke the license (access ends now).
-    Safe to repeat."""
+@transaction.atomic
+def subscription_cancel_now(*, customer: Customer) -> SubscriptionChange:
+    """Cancel the Stripe subscription at once and revoke the license (access ends now), in
+    one transaction. Safe to repeat: `changed` says whether this call canceled it."""
     change = subscription_services.subscription_cancel_now(customer=customer)
     entitlement_follow(customer=customer, change=change)
     license_revoke(customer=customer, reason="Subscription canceled", actor=REVOKED_BY_CANCELLATION)
-    return change.subscription
+    return change
 
 
 def subscription_grant_plan(

@@ -2,8 +2,11 @@
 
 Deactivation is a sequence of steps, each stamped on its `Deactivation` row when done:
 cancel the subscription, refund, soft-delete, revoke the license, schedule the deletion.
-Running it again after a failure completes the missing steps and repeats none. Permanent
-deletion after the retention window is lifecycle.deletion.
+Running it again after a failure completes the missing steps and repeats none; runs of one
+deactivation at the same time do each step once (the subscription step and the finish lock
+the `Deactivation` row, the refund is found by its key), and only the run that completes it
+writes the audit row and enqueues the email. Permanent deletion after the retention window
+is lifecycle.deletion.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from lifecycle.deletion import customer_id_hash, data_deleted_error
 from lifecycle.notifications import customer_email_on_commit
 from subscriptions import refunds
 from subscriptions import services as subscription_services
+from subscriptions.models import Subscription
 
 logger = logging.getLogger(__name__)
 # A deactivation's refund is looked up by its key for as long as the row lives.
@@ -106,34 +110,8 @@ def customer_deactivate(
     now = timezone.now
 
     try:
-        if deactivation.subscription_done_at is None:
-            canceled = False
-            subscription = customer.subscription
-            if options.cancel_subscription and subscription.status != "canceled":
-                if subscription.stripe_subscription_id:
-                    if options.cancel_at_period_end:
-                        entitlements.entitlement_follow(
-                            customer=customer,
-                            change=subscription_services.subscription_cancel_at_period_end(
-                                customer=customer, cancel=True
-                            ),
-                        )
-                    else:
-                        # Canceled without the cancellation's own revocation: the step below
-                        # revokes, naming the deactivation as the reason.
-                        entitlements.entitlement_follow(
-                            customer=customer,
-                            change=subscription_services.subscription_cancel_now(customer=customer),
-                        )
-                else:
-                    subscription.status = subscription.Status.CANCELED
-                    subscription.canceled_at = now()
-                    subscription.save(update_fields=["status", "canceled_at", "updated_at"])
-                canceled = True
-            Deactivation.objects.filter(pk=deactivation.pk).update(
-                subscription_done_at=now(), subscription_canceled=canceled
-            )
-            deactivation.refresh_from_db()
+        _cancel_step(deactivation=deactivation, customer=customer, options=options)
+        deactivation.refresh_from_db()
 
         if deactivation.refund_done_at is None:
             if options.issue_refund:
@@ -161,7 +139,9 @@ def customer_deactivate(
                     # are sent now, with their keys.
                     rows = refunds.refund_submit_all(refunds=list(result.refunds))
                     Deactivation.objects.filter(pk=deactivation.pk).update(refund=rows[0])
-            Deactivation.objects.filter(pk=deactivation.pk).update(refund_done_at=now())
+            Deactivation.objects.filter(pk=deactivation.pk, refund_done_at=None).update(
+                refund_done_at=now()
+            )
             deactivation.refresh_from_db()
 
         _finish(deactivation=deactivation, customer=customer, options=options, actor=actor)
@@ -180,10 +160,49 @@ def customer_deactivate(
 
 
 @transaction.atomic
+def _cancel_step(
+    *, deactivation: Deactivation, customer: Customer, options: DeactivationOptions
+) -> None:
+    """Cancel the subscription (at once, or at period end) unless a run did; the row is locked
+    meanwhile, so a concurrent run waits and finds the step done (and what it canceled)."""
+    deactivation = Deactivation.objects.select_for_update().get(pk=deactivation.pk)
+    if deactivation.subscription_done_at is not None:
+        return
+    canceled = False
+    subscription = Subscription.objects.get(customer=customer)
+    if options.cancel_subscription and subscription.status != Subscription.Status.CANCELED:
+        if subscription.stripe_subscription_id:
+            if options.cancel_at_period_end:
+                change = subscription_services.subscription_cancel_at_period_end(
+                    customer=customer, cancel=True
+                )
+            else:
+                # Canceled without the cancellation's own revocation: the finish revokes,
+                # naming the deactivation as the reason.
+                change = subscription_services.subscription_cancel_now(customer=customer)
+            entitlements.entitlement_follow(customer=customer, change=change)
+        else:
+            Subscription.objects.filter(pk=subscription.pk).exclude(
+                status=Subscription.Status.CANCELED
+            ).update(
+                status=Subscription.Status.CANCELED,
+                canceled_at=timezone.now(),
+                updated_at=timezone.now(),
+            )
+        canceled = True
+    deactivation.subscription_done_at = timezone.now()
+    deactivation.subscription_canceled = canceled
+    deactivation.save(update_fields=["subscription_done_at", "subscription_canceled"])
+
+
+@transaction.atomic
 def _finish(
     *, deactivation: Deactivation, customer: Customer, options: DeactivationOptions, actor: str
 ) -> None:
+    """The last steps, the audit row and the email, by the one run that completes it."""
     deactivation = Deactivation.objects.select_for_update().get(pk=deactivation.pk)
+    if deactivation.status == Deactivation.Status.COMPLETED:
+        return  # a concurrent run completed it (and told it)
     now = timezone.now()
     if deactivation.soft_deleted_at is None:
         Customer.objects.filter(pk=customer.pk).update(

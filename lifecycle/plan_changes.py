@@ -1,9 +1,17 @@
 """Plan changes and cancellations asked for through the API or the admin: the Stripe change,
-what follows from it (lifecycle.entitlements), the audit row and the customer's email."""
+what follows from it (lifecycle.entitlements), the audit row and the customer's email.
+
+The audit row and the email belong to a change that happened: they are written by the call
+whose change it made (`SubscriptionChange.changed`), in the change's transaction with the
+email enqueued on commit. A repeat, or a concurrent duplicate that found the change made,
+answers the same and writes neither.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from django.db import transaction
 
 from core.audit import audit_record
 from core.errors import ApplicationError
@@ -18,27 +26,38 @@ from subscriptions.models import Refund, Subscription
 def subscription_change_plan(*, customer: Customer, new_plan: str, actor: str) -> Subscription:
     """Change to another paid plan now, with Stripe's proration; the license is re-signed and
     the instance redeployed once the change is applied."""
-    change = subscription_services.subscription_upgrade(customer=customer, new_plan=new_plan)
-    subscription = entitlements.entitlement_follow(customer=customer, change=change)
-    audit_record(
-        action="subscription.plan_changed", customer=customer, actor=actor, plan=subscription.plan
-    )
+    with transaction.atomic():
+        change = subscription_services.subscription_upgrade(customer=customer, new_plan=new_plan)
+        subscription = entitlements.entitlement_follow(customer=customer, change=change)
+        if change.changed:
+            audit_record(
+                action="subscription.plan_changed",
+                customer=customer,
+                actor=actor,
+                plan=subscription.plan,
+            )
     return subscription
 
 
 def subscription_cancel_at_period_end(
     *, customer: Customer, cancel: bool, actor: str
 ) -> Subscription:
-    """Graceful cancel (True) or keep (False); a graceful cancel is confirmed by email."""
-    change = subscription_services.subscription_cancel_at_period_end(
-        customer=customer, cancel=cancel
-    )
-    subscription = entitlements.entitlement_follow(customer=customer, change=change)
-    audit_record(
-        action="subscription.cancel_at_period_end", customer=customer, actor=actor, cancel=cancel
-    )
-    if cancel:
-        customer_email_on_commit(customer, "graceful_cancellation")
+    """Graceful cancel (True) or keep (False); a graceful cancel is confirmed by email. Asking
+    for what is already so answers the same, unaudited and untold."""
+    with transaction.atomic():
+        change = subscription_services.subscription_cancel_at_period_end(
+            customer=customer, cancel=cancel
+        )
+        subscription = entitlements.entitlement_follow(customer=customer, change=change)
+        if change.changed:
+            audit_record(
+                action="subscription.cancel_at_period_end",
+                customer=customer,
+                actor=actor,
+                cancel=cancel,
+            )
+            if cancel:
+                customer_email_on_commit(customer, "graceful_cancellation")
     return subscription
 
 
@@ -74,32 +93,65 @@ def subscription_cancel_immediately(
     A refund that cannot be issued is refused before anything is canceled. One that Stripe
     then does not complete (unavailable, refused, or nothing unused pro rata) leaves the
     cancellation done and says why.
+
+    Only the call that canceled audits and emails. Without a refund that is one transaction
+    (the cancel, the revocation, the audit row, the email on commit). A refund is made after
+    the cancel commits (its row is committed before Stripe is called), and the cancellation
+    is audited and told once it is known. A repeat on a canceled subscription that makes a
+    new refund audits that refund (`refund.issued`), as the refund endpoint does.
     """
-    if refund is not None:
-        refunds.refund_check(customer=customer, amount=refund.amount)
-    subscription = entitlements.subscription_cancel_now(customer=customer)
+    if refund is None:
+        with transaction.atomic():
+            change = entitlements.subscription_cancel_now(customer=customer)
+            if change.changed:
+                _canceled(customer=customer, actor=actor, rows=[], issued=False, reason=None)
+        return Cancellation(subscription=change.subscription)
+    refunds.refund_check(customer=customer, amount=refund.amount)
+    change = entitlements.subscription_cancel_now(customer=customer)
     rows: list[Refund] = []
-    issued, reason = False, None
-    if refund is not None:
-        try:
-            rows = list(
-                refunds.refund_request(
-                    customer=customer,
-                    reason=refund.reason,
-                    amount=refund.amount,
-                    use_prorated=refund.amount is None,
-                    description="Refund on immediate cancellation",
-                    client_key=refund.idempotency_key,
-                    actor=actor,
-                ).refunds
+    issued, reason, made = False, None, False
+    try:
+        result = refunds.refund_request(
+            customer=customer,
+            reason=refund.reason,
+            amount=refund.amount,
+            use_prorated=refund.amount is None,
+            description="Refund on immediate cancellation",
+            client_key=refund.idempotency_key,
+            actor=actor,
+        )
+    except ApplicationError as exc:
+        reason = exc.message
+        row_id = (exc.details or {}).get("refund_id")
+        pending = Refund.objects.filter(pk=row_id).first() if row_id else None
+        rows = refunds.refund_group(pending)
+    else:
+        rows, made = list(result.refunds), not result.duplicate
+        issued, reason = refunds.refund_outcome(rows)
+    with transaction.atomic():
+        if change.changed:
+            _canceled(customer=customer, actor=actor, rows=rows, issued=issued, reason=reason)
+        elif made:
+            audit_record(
+                action="refund.issued",
+                customer=customer,
+                actor=actor,
+                refund=rows[0].pk,
+                refunds=[r.pk for r in rows],
+                amount=sum(r.amount for r in rows),
+                rule=rows[0].rule,
+                refund_issued=issued,
+                refund_reason=reason,
             )
-        except ApplicationError as exc:
-            reason = exc.message
-            row_id = (exc.details or {}).get("refund_id")
-            pending = Refund.objects.filter(pk=row_id).first() if row_id else None
-            rows = refunds.refund_group(pending)
-        else:
-            issued, reason = refunds.refund_outcome(rows)
+    return Cancellation(
+        subscription=change.subscription, refunds=rows, refund_issued=issued, refund_reason=reason
+    )
+
+
+def _canceled(
+    *, customer: Customer, actor: str, rows: list[Refund], issued: bool, reason: str | None
+) -> None:
+    """The audit row and the email of a cancellation this call made."""
     refund_pk = rows[0].pk if rows else None
     audit_record(
         action="subscription.canceled",
@@ -111,6 +163,3 @@ def subscription_cancel_immediately(
         refund_reason=reason,
     )
     customer_email_on_commit(customer, "immediate_cancellation", refund=refund_pk)
-    return Cancellation(
-        subscription=subscription, refunds=rows, refund_issued=issued, refund_reason=reason
-    )

@@ -46,11 +46,15 @@ class DuplicateSubscription(Exception):
 
 @dataclass(frozen=True)
 class SubscriptionChange:
-    """A subscription after a change, and whether its entitlement (plan, status, period end)
-    changed: what decides if the license is re-signed and the instance redeployed."""
+    """A subscription after a change; whether its entitlement (plan, status, period end)
+    changed, which decides if the license is re-signed and the instance redeployed; and
+    whether this call changed the row at all. A repeat, or a concurrent duplicate that found
+    the change made, changed nothing: the change is audited and told by the call that made it.
+    """
 
     subscription: Subscription
     entitlement_changed: bool
+    changed: bool
 
 
 def subscription_start_trial(*, customer: Customer, trial_days: int | None = None) -> Subscription:
@@ -334,18 +338,33 @@ def _period(stripe_sub: dict) -> tuple[datetime | None, datetime | None]:
     return _ts(start), _ts(end)
 
 
+def _stripe_state(subscription: Subscription) -> tuple:
+    """What the row holds of Stripe's subscription (not when it was last applied)."""
+    return (
+        subscription.plan,
+        subscription.status,
+        subscription.stripe_subscription_id,
+        subscription.stripe_price_id,
+        subscription.current_period_start,
+        subscription.current_period_end,
+        subscription.cancel_at_period_end,
+        subscription.canceled_at,
+        subscription.trial_ends_at,
+    )
+
+
 @transaction.atomic
 def subscription_apply_stripe(
     *, customer: Customer, stripe_sub: dict, event_at: datetime | None = None
-) -> tuple[Subscription, bool]:
-    """Make the local row say what Stripe says; (row, entitlement changed).
+) -> SubscriptionChange:
+    """Make the local row say what Stripe says, and say what that changed.
 
     An event older than the newest one applied is ignored, so Stripe's retries and
     reordering never roll the state back.
     """
     subscription = Subscription.objects.select_for_update().get(customer=customer)
     if event_at and subscription.stripe_event_at and event_at < subscription.stripe_event_at:
-        return subscription, False
+        return SubscriptionChange(subscription, entitlement_changed=False, changed=False)
     kept = subscription.stripe_subscription_id
     if (
         kept
@@ -355,6 +374,7 @@ def subscription_apply_stripe(
     ):
         raise DuplicateSubscription(stripe_sub["id"], kept)
     before = (subscription.plan, subscription.status, subscription.current_period_end)
+    stored = _stripe_state(subscription)
     plan = _plan_of(stripe_sub) or subscription.plan
     subscription.plan = plan
     subscription.status = stripe_sub.get("status") or subscription.status
@@ -369,16 +389,35 @@ def subscription_apply_stripe(
     if event_at:
         subscription.stripe_event_at = max(event_at, subscription.stripe_event_at or event_at)
     subscription.save()
-    changed = before != (subscription.plan, subscription.status, subscription.current_period_end)
-    return subscription, changed
+    entitlement = (subscription.plan, subscription.status, subscription.current_period_end)
+    return SubscriptionChange(
+        subscription,
+        entitlement_changed=before != entitlement,
+        changed=stored != _stripe_state(subscription),
+    )
 
 
-def _locked(customer: Customer) -> Subscription:
-    return Subscription.objects.select_for_update().get(customer=customer)
+def subscription_lock(*, customer: Customer) -> Subscription:
+    """The customer's subscription, its row locked until the caller's transaction ends.
+
+    A change we ask Stripe for (plan, cancel at period end, cancel now) holds it from the
+    check of the current state to the row saying what Stripe answered, so of concurrent
+    duplicates one makes the change and the others find it made, as a repeat would; a
+    webhook takes it before re-reading the subscription from Stripe, so what it applies is
+    never older than a change made meanwhile. An
+    UPDATE takes the lock on PostgreSQL and SQLite alike (SELECT ... FOR UPDATE is a no-op on
+    SQLite), as a checkout does.
+    """
+    Subscription.objects.filter(customer=customer).update(revision=F("revision"))
+    subscription = Subscription.objects.get(customer=customer)
+    customer.subscription = subscription
+    return subscription
 
 
-def _paid_subscription(customer: Customer) -> Subscription:
-    subscription = customer.subscription
+def _paid_subscription(
+    customer: Customer, subscription: Subscription | None = None
+) -> Subscription:
+    subscription = subscription or customer.subscription
     if not subscription.stripe_subscription_id or subscription.status == "canceled":
         raise ApplicationError(
             f"{customer.customer_id} has no paid subscription"
@@ -393,12 +432,11 @@ def _paid_subscription(customer: Customer) -> Subscription:
     return subscription
 
 
-def _local_trial(customer: Customer) -> Subscription | None:
-    """The customer's subscription if it is the signup trial (no Stripe subscription yet):
+def _is_local_trial(subscription: Subscription) -> bool:
+    """Whether the subscription is the signup trial (no Stripe subscription yet):
     cancellations of a trial are ours alone, Stripe has nothing to cancel."""
-    subscription = Subscription.objects.get(customer=customer)
     trialing = subscription.status == Subscription.Status.TRIALING
-    return subscription if trialing and not subscription.stripe_subscription_id else None
+    return trialing and not subscription.stripe_subscription_id
 
 
 def subscription_trials_end_due(*, now: datetime | None = None) -> list[Customer]:
@@ -431,20 +469,21 @@ def _applied_change(
     """After a change Stripe accepted: a new revision (the next change gets new idempotency
     keys), then the local row made to say what Stripe answered."""
     _bump_revision(subscription)
-    subscription, changed = subscription_apply_stripe(customer=customer, stripe_sub=stripe_sub)
-    return SubscriptionChange(subscription, changed)
+    return subscription_apply_stripe(customer=customer, stripe_sub=stripe_sub)
 
 
 # ---------------------------------------------------------------- plan change
+@transaction.atomic
 def subscription_upgrade(*, customer: Customer, new_plan: str) -> SubscriptionChange:
     """Change plan now with Stripe's proration. A trial has nothing to change: 409 saying to
-    start a checkout."""
-    if _local_trial(customer) is not None:
-        _paid_subscription(customer)  # raises the 409 that names the checkout endpoint
+    start a checkout. Concurrent duplicates change it once (the others: 409 No change)."""
+    subscription = subscription_lock(customer=customer)
+    if _is_local_trial(subscription):
+        _paid_subscription(customer, subscription)  # raises the 409 naming the checkout endpoint
     require_stripe()
     if new_plan not in PAID_PLANS:
         raise ApplicationError(f"Plan {new_plan!r} cannot be bought.", error="Invalid plan")
-    subscription = _paid_subscription(customer)
+    subscription = _paid_subscription(customer, subscription)
     if subscription.plan == new_plan:
         raise ApplicationError(
             f"{customer.customer_id} is already on {new_plan}.",
@@ -474,21 +513,25 @@ def subscription_upgrade(*, customer: Customer, new_plan: str) -> SubscriptionCh
 
 
 # ---------------------------------------------------------------- cancellation
+@transaction.atomic
 def subscription_cancel_at_period_end(*, customer: Customer, cancel: bool) -> SubscriptionChange:
     """Graceful cancel (True) or keep (False); the customer keeps access until the period ends.
 
     A trial canceled at period end ends at `trial_ends_at` without converting
-    (subscription_trials_end_due); keep undoes that.
+    (subscription_trials_end_due); keep undoes that. Asking for what is already so changes
+    nothing (`changed` is False), also for concurrent duplicates.
     """
-    if (trial := _local_trial(customer)) is not None:
-        if trial.cancel_at_period_end != cancel:
-            trial.cancel_at_period_end = cancel
-            trial.save(update_fields=["cancel_at_period_end", "updated_at"])
-        return SubscriptionChange(trial, False)
+    subscription = subscription_lock(customer=customer)
+    if _is_local_trial(subscription):
+        changed = subscription.cancel_at_period_end != cancel
+        if changed:
+            subscription.cancel_at_period_end = cancel
+            subscription.save(update_fields=["cancel_at_period_end", "updated_at"])
+        return SubscriptionChange(subscription, entitlement_changed=False, changed=changed)
     require_stripe()
-    subscription = _paid_subscription(customer)
+    subscription = _paid_subscription(customer, subscription)
     if subscription.cancel_at_period_end == cancel:
-        return SubscriptionChange(subscription, False)
+        return SubscriptionChange(subscription, entitlement_changed=False, changed=False)
     try:
         updated = stripe_api.subscription_set_cancel_at_period_end(
             subscription_id=subscription.stripe_subscription_id,
@@ -500,18 +543,20 @@ def subscription_cancel_at_period_end(*, customer: Customer, cancel: bool) -> Su
     return _applied_change(customer=customer, subscription=subscription, stripe_sub=updated)
 
 
+@transaction.atomic
 def subscription_cancel_now(*, customer: Customer) -> SubscriptionChange:
-    """Cancel the Stripe subscription at once (a trial: end it now). Safe to repeat: a canceled
-    one is left as it is."""
-    if (trial := _local_trial(customer)) is not None:
-        trial.status = Subscription.Status.CANCELED
-        trial.canceled_at = timezone.now()
-        trial.cancel_at_period_end = False
-        trial.save(update_fields=["status", "canceled_at", "cancel_at_period_end", "updated_at"])
-        customer.subscription = trial
-        return SubscriptionChange(trial, True)
+    """Cancel the Stripe subscription at once (a trial: end it now). Safe to repeat, also
+    concurrently: a canceled one is left as it is (`changed` is False)."""
+    subscription = subscription_lock(customer=customer)
+    if _is_local_trial(subscription):
+        subscription.status = Subscription.Status.CANCELED
+        subscription.canceled_at = timezone.now()
+        subscription.cancel_at_period_end = False
+        subscription.save(
+            update_fields=["status", "canceled_at", "cancel_at_period_end", "updated_at"]
+        )
+        return SubscriptionChange(subscription, entitlement_changed=True, changed=True)
     require_stripe()
-    subscription = customer.subscription
     if not subscription.stripe_subscription_id:
         raise ApplicationError(
             f"{customer.customer_id} has no paid subscription to cancel.",
@@ -519,7 +564,7 @@ def subscription_cancel_now(*, customer: Customer) -> SubscriptionChange:
             status_code=status.HTTP_409_CONFLICT,
         )
     if subscription.status == Subscription.Status.CANCELED:
-        return SubscriptionChange(subscription, False)
+        return SubscriptionChange(subscription, entitlement_changed=False, changed=False)
     try:
         canceled = stripe_api.subscription_cancel(
             subscription_id=subscription.stripe_subscription_id,
@@ -528,5 +573,4 @@ def subscription_cancel_now(*, customer: Customer) -> SubscriptionChange:
     except stripe_api.StripeError as exc:
         raise _stripe_failure(exc) from exc
     _bump_revision(subscription)  # a later checkout must not replay the one that was paid
-    subscription, changed = subscription_apply_stripe(customer=customer, stripe_sub=canceled)
-    return SubscriptionChange(subscription, changed)
+    return subscription_apply_stripe(customer=customer, stripe_sub=canceled)
