@@ -14,6 +14,7 @@ version 2025-03-31), and webhook events never carry `invoice.payments`. So:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.db import transaction
@@ -39,14 +40,30 @@ def invoice_subscription_id(invoice: dict) -> str:
     return subscription.get("id", "") if isinstance(subscription, dict) else subscription
 
 
-@transaction.atomic
+@dataclass(frozen=True)
+class InvoiceRecorded:
+    """The payments of an invoice, and whether recording it stored anything (a payment new
+    or upgraded from a legacy row, or the invoice as the subscription's newest)."""
+
+    payments: list[Payment]
+    changed: bool
+
+
 def payment_record(*, customer: Customer, invoice: dict, invoice_payment: dict) -> Payment | None:
     """Store one successful InvoicePayment of `invoice` once (unique on its Stripe id); a
     legacy row of the same invoice is upgraded to it."""
+    return _payment_store(customer=customer, invoice=invoice, invoice_payment=invoice_payment)[0]
+
+
+@transaction.atomic
+def _payment_store(
+    *, customer: Customer, invoice: dict, invoice_payment: dict
+) -> tuple[Payment | None, bool]:
+    """(the payment, whether this stored it) for one InvoicePayment; see payment_record."""
     amount = invoice_payment.get("amount_paid") or 0
     reference = stripe_api.payment_reference(invoice_payment)
     if invoice_payment.get("status") != "paid" or amount <= 0 or not reference:
-        return None
+        return None, False
     paid_at = _ts((invoice_payment.get("status_transitions") or {}).get("paid_at"))
     fields = {
         "customer": customer,
@@ -59,16 +76,17 @@ def payment_record(*, customer: Customer, invoice: dict, invoice_payment: dict) 
         "paid_at": paid_at,
     }
     legacy = Payment.objects.filter(stripe_invoice_payment_id=f"legacy:{invoice['id']}")
-    legacy.update(stripe_invoice_payment_id=invoice_payment["id"], **fields)
-    payment, _ = Payment.objects.get_or_create(
+    upgraded = legacy.update(stripe_invoice_payment_id=invoice_payment["id"], **fields)
+    payment, created = Payment.objects.get_or_create(
         stripe_invoice_payment_id=invoice_payment["id"], defaults=fields
     )
-    return payment
+    return payment, created or bool(upgraded)
 
 
-def payment_record_invoice(*, customer: Customer, invoice: dict) -> list[Payment]:
+def payment_record_invoice(*, customer: Customer, invoice: dict) -> InvoiceRecorded:
     """Record the successful payments of a paid invoice (listed from Stripe unless the invoice
-    came with `payments` expanded), and remember it as the subscription's newest invoice."""
+    came with `payments` expanded), and remember it as the subscription's newest invoice.
+    Recording an invoice again stores nothing (`changed` is False)."""
     expanded = invoice.get("payments")
     listed = (
         expanded["data"]
@@ -76,25 +94,39 @@ def payment_record_invoice(*, customer: Customer, invoice: dict) -> list[Payment
         else stripe_api.invoice_payments_paid(invoice["id"])
     )
     recorded = []
+    changed = False
     for invoice_payment in listed:
-        payment = payment_record(
+        payment, stored = _payment_store(
             customer=customer, invoice=invoice, invoice_payment=invoice_payment
         )
+        changed = changed or stored
         if payment is not None:
             recorded.append(payment)
     created = int(invoice.get("created") or 0)
-    # A late delivery of an older invoice (or one of another subscription) is not the newest.
-    Subscription.objects.filter(
-        customer=customer,
-        latest_invoice_created__lte=created,
-        stripe_subscription_id__in=["", invoice_subscription_id(invoice)],
-    ).update(
-        latest_invoice_id=invoice["id"],
-        latest_amount_paid=sum(p.amount for p in recorded),
-        latest_payment_reference=recorded[0].reference if recorded else {},
-        latest_invoice_created=created,
+    amount_paid = sum(p.amount for p in recorded)
+    reference = recorded[0].reference if recorded else {}
+    # A late delivery of an older invoice (or one of another subscription) is not the newest;
+    # one already remembered as it is is left alone.
+    newest = (
+        Subscription.objects.filter(
+            customer=customer,
+            latest_invoice_created__lte=created,
+            stripe_subscription_id__in=["", invoice_subscription_id(invoice)],
+        )
+        .exclude(
+            latest_invoice_id=invoice["id"],
+            latest_amount_paid=amount_paid,
+            latest_payment_reference=reference,
+            latest_invoice_created=created,
+        )
+        .update(
+            latest_invoice_id=invoice["id"],
+            latest_amount_paid=amount_paid,
+            latest_payment_reference=reference,
+            latest_invoice_created=created,
+        )
     )
-    return recorded
+    return InvoiceRecorded(payments=recorded, changed=changed or bool(newest))
 
 
 def payments_sync_period(*, customer: Customer) -> int:

@@ -21,7 +21,7 @@ from core.audit import audit_record
 from customers.models import Customer
 from lifecycle import entitlements
 from subscriptions import duplicates, mirror, payments, refunds, services, stripe_api, tasks
-from subscriptions.models import StripeEvent
+from subscriptions.models import Refund, StripeEvent
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +63,9 @@ def stripe_event_record(*, event: dict) -> tuple[StripeEvent, bool]:
 
 
 def stripe_event_process(*, event_id: int) -> StripeEvent:
-    """Apply one stored event, once. A failure marks it `failed` and re-raises (→ 5xx, Stripe
-    retries; staff can also replay it from the admin)."""
+    """Apply one stored event, once: `processed` if that changed something (one audit row),
+    `ignored` if not. A failure marks it `failed` and re-raises (→ 5xx, Stripe retries; staff
+    can also replay it from the admin)."""
     with transaction.atomic():
         row = StripeEvent.objects.select_for_update().get(pk=event_id)
         if row.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
@@ -123,6 +124,9 @@ def _subscription_id_of(obj: dict) -> str | None:
 
 
 def _dispatch(row: StripeEvent) -> str:
+    """`processed` if handling the event changed something here, with one audit row saying
+    what; `ignored` (and no audit row) if it changed nothing: not a type we handle, not our
+    customer's, older than what was applied, or already applied (a redelivery)."""
     if row.type not in HANDLED:
         return StripeEvent.Status.IGNORED
     obj = row.payload.get("data", {}).get("object", {})
@@ -131,21 +135,49 @@ def _dispatch(row: StripeEvent) -> str:
         # Not ours (e.g. `stripe trigger` test data): nothing to do, and nothing to retry.
         logger.warning("Stripe event %s: no customer for %s", row.stripe_event_id, obj.get("id"))
         return StripeEvent.Status.IGNORED
+    changed = _apply(row, obj, customer)
+    if not changed:
+        return StripeEvent.Status.IGNORED
     # Written in the handler's transaction: a failed handler leaves no audit row either.
     audit_record(
-        action=f"stripe.{row.type}", customer=customer, actor=f"stripe:{row.stripe_event_id}"
+        action=f"stripe.{row.type}",
+        customer=customer,
+        actor=f"stripe:{row.stripe_event_id}",
+        changed=changed,
     )
+    return StripeEvent.Status.PROCESSED
+
+
+def _refund_states(customer: Customer) -> dict[int, tuple]:
+    return {
+        pk: state
+        for pk, *state in Refund.objects.filter(customer=customer).values_list(
+            "pk", "stripe_refund_id", "status", "amount", "payment_id", "failure_message"
+        )
+    }
+
+
+def _apply(row: StripeEvent, obj: dict, customer: Customer) -> list[str]:
+    """Apply one event of `customer`; what it changed ("refunds", "payments",
+    "subscription", "duplicate_subscription"), none if nothing."""
     if row.type == "charge.refunded":
-        charge_id = obj["id"]
-        for stripe_refund in stripe_api.refunds_for_charge(charge_id):
+        before = _refund_states(customer)
+        rows = [
             refunds.refund_record_from_stripe(customer=customer, stripe_refund=stripe_refund)
-        return StripeEvent.Status.PROCESSED
-    if row.type in ("invoice.paid", "invoice.payment_succeeded") and obj.get("amount_paid"):
-        payments.payment_record_invoice(customer=customer, invoice=obj)
+            for stripe_refund in stripe_api.refunds_for_charge(obj["id"])
+        ]
+        after = _refund_states(customer)
+        return ["refunds"] if any(before.get(r.pk) != after.get(r.pk) for r in rows) else []
+    changed = []
+    paid = row.type in ("invoice.paid", "invoice.payment_succeeded") and obj.get("amount_paid")
+    if paid and payments.payment_record_invoice(customer=customer, invoice=obj).changed:
+        changed.append("payments")
     subscription_id = _subscription_id_of(obj)
     if not subscription_id:
-        return StripeEvent.Status.IGNORED
-    current = customer.subscription
+        return changed
+    # Held until the handler commits: a change we ask Stripe for meanwhile waits, and this
+    # reads Stripe after one made before, so what it applies is never the older state.
+    current = services.subscription_lock(customer=customer)
     actor = f"stripe:{row.stripe_event_id}"
     kept = current.stripe_subscription_id
     if kept and kept != subscription_id and current.status in services.LIVE_STATUSES:
@@ -153,26 +185,28 @@ def _dispatch(row: StripeEvent) -> str:
         if stripe_sub.get("status") not in stripe_api.ENDED_STATUSES or (
             duplicates.is_canceled_duplicate(stripe_sub)
         ):
-            duplicates.subscription_duplicate_resolve(
-                customer=customer, stripe_sub=stripe_sub, kept=kept, actor=actor
-            )
-            return StripeEvent.Status.PROCESSED
+            return changed + _duplicate_resolved(customer, stripe_sub, kept, actor)
         # An event about an older, replaced subscription must not overwrite the live one.
-        return StripeEvent.Status.IGNORED
+        return changed
     if (
         row.stripe_created
         and current.stripe_event_at
         and row.stripe_created < current.stripe_event_at
     ):
-        return StripeEvent.Status.IGNORED  # older than what we applied: Stripe reordered it
+        return changed  # older than what we applied: Stripe reordered it
     stripe_sub = stripe_api.subscription_retrieve(subscription_id)
     try:
-        entitlements.subscription_sync_from_stripe(
+        change = entitlements.subscription_sync_from_stripe(
             customer=customer, stripe_sub=stripe_sub, event_at=row.stripe_created
         )
     except services.DuplicateSubscription as duplicate:
         # Another handler applied a different subscription first (two paid checkouts).
-        duplicates.subscription_duplicate_resolve(
-            customer=customer, stripe_sub=stripe_sub, kept=duplicate.kept, actor=actor
-        )
-    return StripeEvent.Status.PROCESSED
+        return changed + _duplicate_resolved(customer, stripe_sub, duplicate.kept, actor)
+    return [*changed, "subscription"] if change.changed else changed
+
+
+def _duplicate_resolved(customer: Customer, stripe_sub: dict, kept: str, actor: str) -> list[str]:
+    outcome = duplicates.subscription_duplicate_resolve(
+        customer=customer, stripe_sub=stripe_sub, kept=kept, actor=actor
+    )
+    return ["duplicate_subscription"] if outcome.canceled_now or outcome.refunds else []
