@@ -132,3 +132,24 @@ def test_concurrent_cancellations_at_period_end_send_one_email(signup, stripe_si
     assert _audits(paid.id, "subscription.cancel_at_period_end") == 1
     # one change was made at Stripe: the revision moved once
     assert Subscription.objects.get(customer__customer_id=paid.id).revision == revision + 1
+
+
+def test_ten_concurrent_immediate_cancellations_with_a_refund_tell_it_once(signup, stripe_sim):
+    customer_id = paid_customer(signup, stripe_sim, days_ago=10).id
+    mail.outbox.clear()
+
+    results = _concurrently(
+        10,
+        "/api/subscriptions/cancel-immediate",
+        {"customer_id": customer_id, "issue_refund": True},
+    )
+    stripe_sim.wait_for_deliveries()
+
+    assert [code for code, _ in results] == [200] * 10, results
+    assert len({body["refund"]["id"] for _, body in results}) == 1
+    assert len(stripe_sim.state.all("refund")) == 1
+    assert len(stripe_sim.events("customer.subscription.deleted")) == 1
+    assert _subjects(CANCELED) == 1
+    assert _audits(customer_id, "subscription.canceled") == 1
+    # the refund is in that row; a duplicate that reserved it first audits it on its own
+    assert _audits(customer_id, "refund.issued") <= 1
