@@ -1,6 +1,7 @@
 """Overage pushed to Stripe Billing Meters over HTTP (the simulator): once per amount,
 with stable identifiers, through crashes and rate limits."""
 
+import calendar
 import io
 from datetime import UTC, datetime, timedelta
 
@@ -35,6 +36,23 @@ SECOND_USAGE["http_requests"] = 300_000
 SECOND_CENTS = {"mqtt_gb": 105, "http_gb": 53, "api_calls_thousands": 10000, "extra_devices": 600}
 
 
+def _period_that_ended_recently() -> tuple[float, int, int]:
+    """(days ago to start a monthly period that ended 12 hours to 4 days ago, its length in
+    days, the hours since it ended), the most recent such. Stripe bills calendar months (28 to
+    31 days) from the start's day of month, so no period ends on some days (none on a 31st
+    after a 30-day month, none on 29 to 31 March in a common year): it depends on the date."""
+    now = datetime.now(tz=UTC)
+    for hours in range(12, 4 * 24 + 1):
+        for length in (28, 29, 30, 31):
+            start = now - timedelta(days=length, hours=hours)
+            year, month0 = divmod(start.month, 12)  # the next month, 0-based
+            day = min(start.day, calendar.monthrange(start.year + year, month0 + 1)[1])
+            end = start.replace(year=start.year + year, month=month0 + 1, day=day)
+            if (end - start).days == length:
+                return length + hours / 24, length, hours
+    raise AssertionError(f"no monthly period ended 12 h to 4 days before {now}")
+
+
 def _report(customer: SignedUpCustomer, at: datetime, **usage) -> None:
     response = customer.client.post(
         "/api/usage/report", report_body(customer.id, at=at, **usage), format="json"
@@ -59,9 +77,18 @@ def _expected(cents: dict[str, int]) -> dict[str, float]:
     return {meter: float(cents.get(meter, 0)) for meter in stripe_api.OVERAGE_METERS}
 
 
+def _cents(cents: dict[str, int]) -> dict[str, int]:
+    return {meter: cents.get(meter, 0) for meter in stripe_api.OVERAGE_METERS}
+
+
 def _events(stripe_sim) -> list[dict]:
     with stripe_sim.state.lock:
         return [dict(e) for e in stripe_sim.state.meter_events]
+
+
+def _events_between(stripe_sim, start: int, end: int) -> list[dict]:
+    """The meter events dated in [start, end)."""
+    return [e for e in _events(stripe_sim) if start <= e["timestamp"] < end]
 
 
 def test_stripe_setup_creates_meters_and_metered_prices_once(stripe_sim):
@@ -128,7 +155,10 @@ def test_push_sends_overage_once_and_then_only_the_difference(signup, stripe_sim
 
     # when it runs again: nothing new is sent
     again = tasks.usage_billing_push_task.delay().get()
-    assert (again["sent"], again["duplicates"]) == (0, 0)
+    assert (again["sent"], again["duplicates"]) == (0, 0), (
+        _events(stripe_sim),
+        list(UsageBillingRecord.objects.values()),
+    )
     assert len(_events(stripe_sim)) == 4
 
     # when more usage arrives, only the difference goes, under new identifiers
@@ -199,10 +229,11 @@ def test_push_stops_when_rate_limited_for_good_and_the_next_run_resumes(
 def test_period_rollover_pushes_late_overage_into_the_ended_period_and_bills_it(
     signup, stripe_sim, settings
 ):
-    # given a starter period that ended 12 hours ago (Stripe has not renewed it yet), and
-    # Stripe's invoice finalization grace period set to a day
-    settings.STRIPE_INVOICE_GRACE_SECONDS = DAY
-    customer = paid_customer(signup, stripe_sim, "starter", days_ago=30.5)
+    # given a starter period that ended 12 hours to 4 days ago (Stripe has not renewed it yet),
+    # and Stripe's invoice finalization grace period set to a day more than that
+    days_ago, length, hours = _period_that_ended_recently()
+    settings.STRIPE_INVOICE_GRACE_SECONDS = DAY + hours * 3600
+    customer = paid_customer(signup, stripe_sim, "starter", days_ago=days_ago)
     stripe_customer = _stripe_customer(customer)
     subscription = Subscription.objects.get(customer__customer_id=customer.id)
     old_start, old_end = subscription.current_period_start, subscription.current_period_end
@@ -216,7 +247,7 @@ def test_period_rollover_pushes_late_overage_into_the_ended_period_and_bills_it(
     assert _totals(stripe_sim, stripe_customer, start, end) == _expected(FIRST_CENTS)
 
     # when Stripe renews: the cycle invoice bills the overage, 1 cent per unit
-    stripe_sim.advance_clock(30 * DAY)
+    stripe_sim.advance_clock(length * DAY)  # to its end
     stripe_sim.wait_for_deliveries()
     subscription.refresh_from_db()
     assert subscription.current_period_start == old_end
@@ -238,10 +269,11 @@ def test_period_rollover_pushes_late_overage_into_the_ended_period_and_bills_it(
     assert invoice["amount_due"] == 2900 + sum(FIRST_CENTS.values())
 
     # then, in the new period, the ended period is recomputed against its plan and nothing
-    # is sent again
+    # of it is sent again (the new period may bill devices still active since it began)
     again = tasks.usage_billing_push_task.delay().get()
-    assert (again["sent"], again["duplicates"]) == (0, 0)
-    assert len(_events(stripe_sim)) == 4
+    assert again["duplicates"] == 0
+    assert _totals(stripe_sim, stripe_customer, start, end) == _expected(FIRST_CENTS)
+    assert len(_events_between(stripe_sim, start, end)) == 4
     periods = set(
         UsageBillingRecord.objects.filter(customer__customer_id=customer.id).values_list(
             "period_start", "plan"
@@ -252,22 +284,31 @@ def test_period_rollover_pushes_late_overage_into_the_ended_period_and_bills_it(
 
 def test_late_report_of_an_ended_period_is_pushed_after_rollover(signup, stripe_sim):
     # given a period that ended and was renewed, with its overage pushed
-    customer = paid_customer(signup, stripe_sim, "starter", days_ago=30.5)
+    days_ago, length, _ = _period_that_ended_recently()
+    customer = paid_customer(signup, stripe_sim, "starter", days_ago=days_ago)
     stripe_customer = _stripe_customer(customer)
     subscription = Subscription.objects.get(customer__customer_id=customer.id)
     old_start, old_end = subscription.current_period_start, subscription.current_period_end
     _report(customer, old_end - timedelta(days=1, hours=2), **FIRST_USAGE)
     tasks.usage_billing_push_task.delay().get()
-    stripe_sim.advance_clock(30 * DAY)
+    stripe_sim.advance_clock(length * DAY)  # to its end
     stripe_sim.wait_for_deliveries()
 
     # when a report of the ended period arrives late and the push runs in the new period
     _report(customer, old_end - timedelta(days=1, hours=1), **SECOND_USAGE)
-    result = tasks.usage_billing_push_task.delay().get()
+    tasks.usage_billing_push_task.delay().get()
 
-    # then the difference is pushed once, on the ended period's records
-    assert result["sent"] == 3
-    assert _totals(stripe_sim, stripe_customer) == _expected(SECOND_CENTS)
+    # then the difference is pushed once, on the ended period's records, and Stripe's totals
+    # are what the records say was pushed (the new period may bill devices still active)
     records = UsageBillingRecord.objects.filter(customer__customer_id=customer.id)
+    ended = records.filter(period_start=old_start)
+    assert {r.meter: r.amount_cents_pushed for r in ended} == _cents(SECOND_CENTS)
+    assert ended.filter(push_count=2).count() == 3
+    later = _cents({})
+    for record in records.exclude(period_start=old_start):
+        later[record.meter] += record.amount_cents_pushed
+    assert _totals(stripe_sim, stripe_customer) == {
+        meter: float(cents + later[meter]) for meter, cents in _cents(SECOND_CENTS).items()
+    }
     assert set(records.filter(push_count=2).values_list("period_start", flat=True)) == {old_start}
     assert tasks.usage_billing_push_task.delay().get()["sent"] == 0
