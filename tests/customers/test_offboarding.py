@@ -247,7 +247,9 @@ def test_emails_render_with_real_values(signup, stripe_sim, staff_client):
     immediate = mail.outbox[-1]
     refund = Refund.objects.get(customer__customer_id=customer_id)
     assert immediate.subject == "Your subscription has been canceled"
-    assert "$66.00" in immediate.body
+    days = period_days(customer_id)
+    refunded = half_up(9900, days - 10, days)  # 6600 in a 30-day month
+    assert f"${refunded / 100:,.2f}" in immediate.body
     assert refund.stripe_refund_id in immediate.body
     assert "requested_by_customer" in immediate.body
 
