@@ -292,15 +292,13 @@ class StripeWebhookView(APIView):
             raise ApplicationError(str(exc), error="Invalid signature") from exc
         except stripe_api.WebhookPayloadError as exc:
             raise ApplicationError(str(exc), error="Malformed event") from exc
-        record, created = webhooks.stripe_event_record(event=event)
         try:
-            record = webhooks.stripe_event_process(event_id=record.pk)
+            record, created = webhooks.stripe_event_receive(event=event)
         except Exception:
             return Response(
                 error_body(
                     "Webhook handler failed",
-                    f"Event {record.stripe_event_id} was stored but could not be applied; "
-                    "Stripe will retry.",
+                    f"Event {event['id']} was stored but could not be applied; Stripe will retry.",
                 ),
                 status=status.HTTP_500_INTERNAL_SERVER_ERROR,
             )

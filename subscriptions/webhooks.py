@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from core.audit import audit_record
@@ -48,18 +48,20 @@ def _storable(value):
 
 def stripe_event_record(*, event: dict) -> tuple[StripeEvent, bool]:
     """Store a verified event once by its Stripe id; (row, created)."""
-    event = _storable(event)
-    created_ts = event.get("created")
-    return StripeEvent.objects.get_or_create(
-        stripe_event_id=event["id"],
-        defaults={
-            "type": event["type"],
-            "stripe_created": datetime.fromtimestamp(created_ts, tz=UTC)
-            if isinstance(created_ts, int)
-            else None,
-            "payload": event,
-        },
-    )
+    with transaction.atomic():
+        return _event_insert(event)
+
+
+def stripe_event_receive(*, event: dict) -> tuple[StripeEvent, bool]:
+    """Store a verified event once and apply it, in one transaction (one commit per event);
+    (row, created). A redelivery of an applied event changes nothing. A handler's failure is
+    stored as `failed` and re-raised after the commit (→ 5xx, Stripe retries)."""
+    with transaction.atomic():
+        row, created = _event_insert(event)
+        failed = _event_apply(row)
+    if failed is not None:
+        raise failed
+    return row, created
 
 
 def stripe_event_process(*, event_id: int) -> StripeEvent:
@@ -68,32 +70,73 @@ def stripe_event_process(*, event_id: int) -> StripeEvent:
     can also replay it from the admin)."""
     with transaction.atomic():
         row = StripeEvent.objects.select_for_update().get(pk=event_id)
-        if row.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
-            return row
-        row.attempts += 1
-        try:
-            with transaction.atomic():
-                outcome = _dispatch(row)
-        except Exception as exc:
-            row.status = StripeEvent.Status.FAILED
-            row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
-            row.save(update_fields=["status", "last_error", "attempts"])
-            logger.exception("Stripe event %s (%s) failed", row.stripe_event_id, row.type)
-            failed = exc
-        else:
-            row.status = outcome
-            row.last_error = ""
-            row.processed_at = timezone.now()
-            row.save(update_fields=["status", "last_error", "attempts", "processed_at"])
-            if mirror.mirrors_event(row):
-                # The staff's dj-stripe mirror, after commit and outside this handling: a
-                # broker that cannot take the task is logged (robust), not raised.
-                event_pk = row.pk
-                transaction.on_commit(
-                    lambda: tasks.stripe_mirror_event_task.delay(event_pk), robust=True
-                )
-            return row
-    raise failed
+        failed = _event_apply(row)
+    if failed is not None:
+        raise failed
+    return row
+
+
+def _event_insert(event: dict) -> tuple[StripeEvent, bool]:
+    """INSERT ... ON CONFLICT DO NOTHING: one statement stores a new event, and holds its row
+    until the caller's transaction ends; a concurrent delivery of the same event waits on it,
+    then finds it (locked) as already stored."""
+    event = _storable(event)
+    created_ts = event.get("created")
+    row = StripeEvent(
+        stripe_event_id=event["id"],
+        type=event["type"],
+        stripe_created=datetime.fromtimestamp(created_ts, tz=UTC)
+        if isinstance(created_ts, int)
+        else None,
+        payload=event,
+        received_at=timezone.now(),
+    )
+    names = ("stripe_event_id", "type", "stripe_created", "payload", "status", "attempts")
+    names += ("last_error", "received_at")
+    fields = [StripeEvent._meta.get_field(name) for name in names]
+    values = [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields]
+    # Table and column names come from the model, values are parameters.
+    table = connection.ops.quote_name(StripeEvent._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "  # noqa: S608
+    sql += "ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        inserted = cursor.fetchone()
+    if inserted is None:
+        return StripeEvent.objects.select_for_update().get(stripe_event_id=event["id"]), False
+    row.pk = inserted[0]
+    row._state.adding = False
+    return row, True
+
+
+def _event_apply(row: StripeEvent) -> Exception | None:
+    """Apply a stored event whose row the caller holds locked, unless it was already applied
+    or ignored; the handler's exception, stored on the row, is returned for the caller to
+    raise after its commit."""
+    if row.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
+        return None
+    row.attempts += 1
+    try:
+        with transaction.atomic():
+            outcome = _dispatch(row)
+    except Exception as exc:
+        row.status = StripeEvent.Status.FAILED
+        row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
+        row.save(update_fields=["status", "last_error", "attempts"])
+        logger.exception("Stripe event %s (%s) failed", row.stripe_event_id, row.type)
+        return exc
+    row.status = outcome
+    row.last_error = ""
+    row.processed_at = timezone.now()
+    row.save(update_fields=["status", "last_error", "attempts", "processed_at"])
+    if mirror.mirrors_event(row):
+        # The staff's dj-stripe mirror, after commit and outside this handling: a broker
+        # that cannot take the task is logged (robust), not raised.
+        event_pk = row.pk
+        transaction.on_commit(lambda: tasks.stripe_mirror_event_task.delay(event_pk), robust=True)
+    return None
 
 
 def _customer_for(obj: dict) -> Customer | None:
