@@ -87,10 +87,13 @@ def deactivation_result(deactivation: Deactivation) -> dict:
 
 def _current_deactivation(customer: Customer, options: DeactivationOptions, actor: str):
     with transaction.atomic():
-        Customer.objects.select_for_update().get(pk=customer.pk)
-        existing = customer.deactivations.first()
+        # Decide on the locked row, not on `customer` as the request read it before the lock:
+        # a run that finished meanwhile has made it inactive, and a second deactivation would
+        # refund again under its own key.
+        locked = Customer.objects.select_for_update().get(pk=customer.pk)
+        existing = locked.deactivations.first()
         if existing and (
-            existing.status == Deactivation.Status.IN_PROGRESS or not customer.is_active
+            existing.status == Deactivation.Status.IN_PROGRESS or not locked.is_active
         ):
             return existing
         return Deactivation.objects.create(

@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from django.core import mail
 from django.db import connection
 
-from customers.models import AuditLog
+from customers.models import AuditLog, Customer
+from lifecycle.offboarding import DeactivationOptions, customer_deactivate
 from subscriptions.models import Refund, Subscription
 from tests.helpers import paid_customer, staff_api_client
 
@@ -153,3 +154,28 @@ def test_ten_concurrent_immediate_cancellations_with_a_refund_tell_it_once(signu
     assert _audits(customer_id, "subscription.canceled") == 1
     # the refund is in that row; a duplicate that reserved it first audits it on its own
     assert _audits(customer_id, "refund.issued") <= 1
+
+
+def test_a_deactivation_read_before_another_finished_changes_nothing(signup, stripe_sim):
+    # given a paying customer, read (active) by a request that is then overtaken by another
+    # request deactivating them completely, with a refund
+    customer_id = paid_customer(signup, stripe_sim, days_ago=10).id
+    stale = Customer.objects.get(customer_id=customer_id)
+    options = DeactivationOptions(issue_refund=True, retention_days=30)
+    first = customer_deactivate(
+        customer=Customer.objects.get(customer_id=customer_id), options=options, actor="staff:a"
+    )
+    stripe_sim.wait_for_deliveries()
+    assert first.status == "completed"
+    mail.outbox.clear()
+
+    # when the overtaken request goes on with what it read
+    second = customer_deactivate(customer=stale, options=options, actor="staff:b")
+    stripe_sim.wait_for_deliveries()
+
+    # then it finds the first one's deactivation: no second refund, email or audit row
+    assert second.pk == first.pk
+    assert len(stripe_sim.state.all("refund")) == 1
+    assert Refund.objects.filter(customer__customer_id=customer_id).count() == 1
+    assert _subjects(DEACTIVATED) == 0
+    assert _audits(customer_id, "customer.deactivated") == 1
