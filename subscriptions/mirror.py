@@ -313,18 +313,32 @@ class BillingMirror:
     mirrored_at: datetime | None  # when the newest of these rows was last synced
 
 
-def customer_billing_mirror(customer: Customer) -> BillingMirror:
-    """The customer's invoices (with amounts and status), payments, charges and refunds from
-    dj-stripe's tables, read only: it never calls Stripe. Dashboard links only with a real
-    Stripe key against api.stripe.com (none for the simulator)."""
+def customer_billing_mirror(customer: Customer, limit: int = 50) -> BillingMirror:
+    """The customer's newest `limit` invoices (with amounts and status, and their payments),
+    charges and refunds from dj-stripe's tables, read only: it never calls Stripe. Dashboard
+    links only with a real Stripe key against api.stripe.com (none for the simulator)."""
     stripe_customer_id = customer.stripe_customer_id
     if not stripe_customer_id:
         return BillingMirror("", [], [], [], [], None)
     links = _dashboard_links()
-    invoices = list(dj.Invoice.objects.filter(customer_id=stripe_customer_id).order_by("-created"))
-    charges = list(dj.Charge.objects.filter(customer_id=stripe_customer_id).order_by("-created"))
+    # The dashboard link reads each row's account: loaded with the rows, not one query each.
+    account = ("djstripe_owner_account",) if links else ()
+    invoices = list(
+        dj.Invoice.objects.filter(customer_id=stripe_customer_id)
+        .select_related(*account)
+        .order_by("-created")[:limit]
+    )
+    charges = list(
+        dj.Charge.objects.filter(customer_id=stripe_customer_id)
+        .select_related(*account)
+        .order_by("-created")[:limit]
+    )
+    # (a refund's dashboard page is its charge's)
+    refund_account = ("charge__djstripe_owner_account",) if links else ()
     refunds = list(
-        dj.Refund.objects.filter(charge__customer_id=stripe_customer_id).order_by("-created")
+        dj.Refund.objects.filter(charge__customer_id=stripe_customer_id)
+        .select_related(*refund_account)
+        .order_by("-created")[:limit]
     )
     payments = [payment for invoice in invoices for payment in _payments_of(invoice)]
     payments.sort(key=lambda p: p.created or datetime.min.replace(tzinfo=UTC), reverse=True)
@@ -341,7 +355,8 @@ def customer_billing_mirror(customer: Customer) -> BillingMirror:
 
 @dataclass(frozen=True)
 class UnpaidInvoice:
-    """An invoice Stripe could not collect (yet): open past its first attempt, or uncollectible."""
+    """An invoice not paid (yet): open (finalized, awaiting payment or a retry after a
+    declined attempt), or uncollectible."""
 
     id: str
     status: str

@@ -9,6 +9,8 @@ import re
 import stripe
 from django.apps import apps
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from djstripe import models as dj
 
 from customers.models import AuditLog, Customer
@@ -95,7 +97,10 @@ def test_mirror_holds_invoices_payments_charges_and_refunds_after_checkout_upgra
     # and with a real Stripe key (against api.stripe.com), each row links to the dashboard
     settings.STRIPE_SECRET_KEY = "sk_live_" + "x" * 30
     settings.STRIPE_API_BASE = ""
-    linked = customer_billing_mirror(row)
+    with CaptureQueriesContext(connection) as queries:
+        linked = customer_billing_mirror(row)
+    # invoices, charges, refunds: each list with its account, no query per row
+    assert len(queries) == 3, [q["sql"] for q in queries]
     account = dj.Account.objects.get().id
     assert linked.invoices[0].dashboard_url == (
         f"https://dashboard.stripe.com/{account}/test/invoices/{linked.invoices[0].id}"
