@@ -15,7 +15,7 @@ from django.db import transaction
 
 from core.audit import audit_record
 from core.errors import ApplicationError
-from customers.models import Customer
+from customers.models import AuditLog, Customer
 from lifecycle import entitlements
 from lifecycle.notifications import customer_email_on_commit
 from subscriptions import refunds
@@ -97,8 +97,9 @@ def subscription_cancel_immediately(
     Only the call that canceled audits and emails. Without a refund that is one transaction
     (the cancel, the revocation, the audit row, the email on commit). A refund is made after
     the cancel commits (its row is committed before Stripe is called), and the cancellation
-    is audited and told once it is known. A repeat on a canceled subscription that makes a
-    new refund audits that refund (`refund.issued`), as the refund endpoint does.
+    is audited and told once its refund is known, once per Stripe subscription: a retry
+    after a call that died in between tells it. A repeat on a canceled subscription that
+    makes a new refund audits that refund (`refund.issued`), as the refund endpoint does.
     """
     if refund is None:
         with transaction.atomic():
@@ -129,7 +130,11 @@ def subscription_cancel_immediately(
         rows, made = list(result.refunds), not result.duplicate
         issued, reason = refunds.refund_outcome(rows)
     with transaction.atomic():
-        if change.changed:
+        # Told once per Stripe subscription, by whichever call gets here first: the one that
+        # canceled, or a retry of it when that one died between the cancel's commit and here
+        # (the retry finds the cancel made, `changed` false, and nothing told yet).
+        subscription = subscription_services.subscription_lock(customer=customer)
+        if not _cancellation_told(customer, subscription.stripe_subscription_id):
             _canceled(customer=customer, actor=actor, rows=rows, issued=issued, reason=reason)
         elif made:
             audit_record(
@@ -148,6 +153,14 @@ def subscription_cancel_immediately(
     )
 
 
+def _cancellation_told(customer: Customer, stripe_subscription_id: str) -> bool:
+    return AuditLog.objects.filter(
+        customer=customer,
+        action="subscription.canceled",
+        metadata__stripe_subscription=stripe_subscription_id,
+    ).exists()
+
+
 def _canceled(
     *, customer: Customer, actor: str, rows: list[Refund], issued: bool, reason: str | None
 ) -> None:
@@ -157,6 +170,9 @@ def _canceled(
         action="subscription.canceled",
         customer=customer,
         actor=actor,
+        stripe_subscription=getattr(
+            getattr(customer, "subscription", None), "stripe_subscription_id", ""
+        ),
         refund=refund_pk,
         refunds=[r.pk for r in rows],
         refund_issued=issued,

@@ -10,10 +10,12 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from django.core import mail
 from django.db import connection
 
 from customers.models import AuditLog, Customer
+from lifecycle import plan_changes
 from lifecycle.offboarding import DeactivationOptions, customer_deactivate
 from subscriptions.models import Refund, Subscription
 from tests.helpers import paid_customer, staff_api_client
@@ -179,3 +181,36 @@ def test_a_deactivation_read_before_another_finished_changes_nothing(signup, str
     assert Refund.objects.filter(customer__customer_id=customer_id).count() == 1
     assert _subjects(DEACTIVATED) == 0
     assert _audits(customer_id, "customer.deactivated") == 1
+
+
+def test_a_retry_after_a_cancel_that_died_before_its_refund_tells_it_once(
+    signup, stripe_sim, monkeypatch
+):
+    # given a paying customer, and a cancel-immediate with a refund whose process dies (as a
+    # worker killed by gunicorn's timeout would) after the cancel committed, before the refund
+    customer_id = paid_customer(signup, stripe_sim, days_ago=10).id
+    mail.outbox.clear()
+    body = {"customer_id": customer_id, "issue_refund": True}
+    real_request = plan_changes.refunds.refund_request
+
+    def dies(**kwargs):
+        raise SystemExit("worker killed")
+
+    monkeypatch.setattr(plan_changes.refunds, "refund_request", dies)
+    with pytest.raises(SystemExit):
+        staff_api_client().post("/api/subscriptions/cancel-immediate", body, format="json")
+    assert Subscription.objects.get(customer__customer_id=customer_id).status == "canceled"
+    assert _audits(customer_id, "subscription.canceled") == 0
+    monkeypatch.setattr(plan_changes.refunds, "refund_request", real_request)
+
+    # when staff retry it, twice
+    first = staff_api_client().post("/api/subscriptions/cancel-immediate", body, format="json")
+    again = staff_api_client().post("/api/subscriptions/cancel-immediate", body, format="json")
+    stripe_sim.wait_for_deliveries()
+
+    # then the refund is made once, and the cancellation is audited and emailed once
+    assert (first.status_code, again.status_code) == (200, 200), first.content
+    assert first.json()["refund"]["id"] == again.json()["refund"]["id"]
+    assert len(stripe_sim.state.all("refund")) == 1
+    assert _subjects(CANCELED) == 1
+    assert _audits(customer_id, "subscription.canceled") == 1
