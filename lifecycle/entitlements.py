@@ -87,7 +87,8 @@ def subscription_sync_from_stripe(
 @transaction.atomic
 def subscription_cancel_now(*, customer: Customer) -> SubscriptionChange:
     """Cancel the Stripe subscription at once and revoke the license (access ends now), in
-    one transaction. Safe to repeat: `changed` says whether this call canceled it."""
+    one transaction. `changed` says whether this call canceled it (see the service for what a
+    repeat answers)."""
     change = subscription_services.subscription_cancel_now(customer=customer)
     entitlement_follow(customer=customer, change=change)
     license_revoke(customer=customer, reason="Subscription canceled", actor=REVOKED_BY_CANCELLATION)

@@ -143,7 +143,8 @@ def customer_stripe_recreate(*, customer: Customer, stale_id: str, actor: str) -
 def _stripe_failure(exc: stripe_api.StripeError) -> ApplicationError:
     if exc.retryable:
         return ApplicationError(
-            f"Stripe is unavailable: {exc.user_message}. Nothing was changed; retry later.",
+            f"Stripe is unavailable: {exc.user_message}. Nothing was changed here; Stripe "
+            "may have applied it (a lost answer): retry later, which is safe.",
             error="Payment provider unavailable",
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
@@ -545,8 +546,10 @@ def subscription_cancel_at_period_end(*, customer: Customer, cancel: bool) -> Su
 
 @transaction.atomic
 def subscription_cancel_now(*, customer: Customer) -> SubscriptionChange:
-    """Cancel the Stripe subscription at once (a trial: end it now). Safe to repeat, also
-    concurrently: a canceled one is left as it is (`changed` is False)."""
+    """Cancel the Stripe subscription at once (a trial: end it now). A paid subscription may be
+    canceled again, also concurrently: a canceled one is left as it is (`changed` is False).
+    A trial ended once is no longer a trial: canceling it again is refused as for any
+    customer without a paid subscription."""
     subscription = subscription_lock(customer=customer)
     if _is_local_trial(subscription):
         subscription.status = Subscription.Status.CANCELED
