@@ -6,7 +6,8 @@ amount follows one rule, named in the answer as `rule`:
 
 - `amount`: the amount asked for. It wins over `use_prorated` when both are sent;
 - `prorated`: each payment's unused share, amount × days remaining ÷ days it pays for (from
-  its invoice to the period end; a started day counts as used);
+  its invoice to the period end; a started day counts as used), less what pro-rated refunds
+  already took from it (the unused share is refunded once);
 - `remaining`: all that is left.
 
 1. Reconcile the period's payments with Stripe (a missed webhook loses nothing).
@@ -32,6 +33,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Sum
 from django.utils import timezone
 from rest_framework import status
 
@@ -118,6 +120,11 @@ def _left(period: list[Payment]) -> list[tuple[Payment, int]]:
     return [(payment, max(0, payment.amount - payments.refunded_of(payment))) for payment in period]
 
 
+def _prorated_refunded_of(payment: Payment) -> int:
+    refunded = payment.refunds.filter(status__in=payments.COUNTED, rule=Rule.PRORATED)
+    return refunded.aggregate(total=Sum("amount"))["total"] or 0
+
+
 def _split(
     left: list[tuple[Payment, int]],
     *,
@@ -147,6 +154,9 @@ def _split(
                 period_end=end,
                 now=now,
             )
+            # The unused share is refunded once: a pro-rated refund made before (e.g. by a
+            # cancel-immediate, repeated later) already covers what is unused now.
+            share -= _prorated_refunded_of(payment)
             if min(share, available) > 0:
                 parts.append((payment, min(share, available)))
         return Rule.PRORATED, parts

@@ -135,3 +135,36 @@ def test_refund_retried_after_a_renewal_invoice_is_the_first_refund(
     assert retry["duplicate"] is True
     assert retry["refund"]["id"] == first["refund"]["id"]
     assert _refunds_made(stripe_sim, customer.id) == (1, 1)
+
+
+def test_a_prorated_refund_is_not_made_twice_for_the_same_unused_days(
+    signup, stripe_sim, staff_client
+):
+    # given a customer canceled now with a pro-rated refund 10 days into a period
+    customer = paid_customer(signup, stripe_sim, "professional", days_ago=10)
+    body = {"customer_id": customer.id, "issue_refund": True}
+    first = staff_client.post("/api/subscriptions/cancel-immediate", body, format="json")
+    assert first.status_code == 200, first.content
+    refunded = first.json()["refund"]["amount"]
+    assert 0 < refunded < 9900
+
+    # when the same cancel-immediate is sent again once the dedup window has passed
+    window = timedelta(seconds=settings.REFUND_DEDUP_WINDOW_SECONDS)
+    Refund.objects.filter(customer__customer_id=customer.id).update(
+        created_at=timezone.now() - window - timedelta(seconds=1)
+    )
+    again = staff_client.post("/api/subscriptions/cancel-immediate", body, format="json")
+
+    # then the unused days already refunded are not refunded again (it says why), and a
+    # pro-rated refund request says the same
+    assert again.status_code == 200, again.content
+    assert again.json()["refundIssued"] is False
+    assert "Nothing of the current period" in again.json()["refundReason"]
+    prorated = staff_client.post(
+        "/api/subscriptions/refund",
+        {"customer_id": customer.id, "use_prorated": True},
+        format="json",
+    )
+    assert prorated.status_code == 409, prorated.content
+    assert _refunds_made(stripe_sim, customer.id) == (1, 1)
+    assert sum(r["amount"] for r in stripe_sim.state.all("refund")) == refunded
