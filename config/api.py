@@ -13,10 +13,11 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import connections
 from django.http import Http404, HttpResponse, JsonResponse
 from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -24,7 +25,6 @@ from rest_framework import exceptions, serializers, status, throttling
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
-from rest_framework.views import set_rollback
 
 from config.cache import warn_cache_down
 from core.errors import ApplicationError, error_body
@@ -68,11 +68,20 @@ _TITLES = {
 }
 
 
+def _rollback_atomic_requests() -> None:
+    """DRF's `set_rollback`: an error answer rolls back an ATOMIC_REQUESTS transaction.
+    Not imported from rest_framework.views, whose import reads the DRF settings that name
+    this module (an import cycle)."""
+    for connection in connections.all():
+        if connection.settings_dict["ATOMIC_REQUESTS"] and connection.in_atomic_block:
+            connection.set_rollback(True)
+
+
 def exception_handler(exc: Exception, context: dict) -> Response:
     """DRF's EXCEPTION_HANDLER: every error, expected or not, in the one shape."""
     headers: dict[str, str] = {}
     if isinstance(exc, ApplicationError):
-        set_rollback()
+        _rollback_atomic_requests()
         return Response(error_body(exc.error, exc.message, exc.details), status=exc.status_code)
     if isinstance(exc, RequestDataTooBig):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
@@ -90,7 +99,7 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         exc = exceptions.PermissionDenied()
 
     if isinstance(exc, exceptions.ValidationError):
-        set_rollback()
+        _rollback_atomic_requests()
         lines = _flatten(exc.detail)
         return Response(
             error_body(
@@ -101,7 +110,7 @@ def exception_handler(exc: Exception, context: dict) -> Response:
             status=status.HTTP_400_BAD_REQUEST,
         )
     if isinstance(exc, exceptions.APIException):
-        set_rollback()
+        _rollback_atomic_requests()
         title = next((t for cls, t in _TITLES.items() if isinstance(exc, cls)), "Request failed")
         details: dict[str, Any] = {}
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
@@ -119,7 +128,7 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         return Response(error_body(title, detail, details), status=exc.status_code, headers=headers)
 
-    set_rollback()
+    _rollback_atomic_requests()
     logger.error("Unhandled error in %s", context.get("view"), exc_info=exc)
     return Response(
         error_body("Internal server error", "Something went wrong on our side; it was logged."),
@@ -259,9 +268,11 @@ def _window_counts(current: str, previous: str, timeout: int) -> tuple[int, int]
     On Redis one pipelined round trip (SET NX EX, INCR, GET); on other caches (the
     in-memory one of development) the same with three calls.
     """
-    backend = getattr(cache, "_cache", None)
-    if isinstance(cache, RedisCache) and backend is not None:
-        key = cache.make_and_validate_key(current)
+    # `cache` is a proxy (isinstance never sees the backend through it): ask `caches`.
+    default = caches["default"]
+    backend = getattr(default, "_cache", None)
+    if isinstance(default, RedisCache) and backend is not None:
+        key = default.make_and_validate_key(current)
         # Django builds a new client object (and its ~170 response callbacks) per call;
         # one per process is enough (the pool underneath is shared and fork-aware).
         client = _REDIS_CLIENTS.get(id(backend))
@@ -270,7 +281,7 @@ def _window_counts(current: str, previous: str, timeout: int) -> tuple[int, int]
         pipe = client.pipeline(transaction=False)
         pipe.set(key, 0, ex=timeout, nx=True)
         pipe.incr(key)
-        pipe.get(cache.make_and_validate_key(previous))
+        pipe.get(default.make_and_validate_key(previous))
         _, count, before = pipe.execute()
         return int(count), int(before or 0)
     cache.add(current, 0, timeout)
