@@ -10,6 +10,7 @@ answers the same and writes neither.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import transaction
 
@@ -21,6 +22,7 @@ from lifecycle.notifications import customer_email_on_commit
 from subscriptions import refunds
 from subscriptions import services as subscription_services
 from subscriptions.models import Refund, Subscription
+from subscriptions.services import SubscriptionChange
 
 
 def subscription_change_plan(*, customer: Customer, new_plan: str, actor: str) -> Subscription:
@@ -37,6 +39,22 @@ def subscription_change_plan(*, customer: Customer, new_plan: str, actor: str) -
                 plan=subscription.plan,
             )
     return subscription
+
+
+def subscription_apply_from_stripe(
+    *, customer: Customer, stripe_sub: dict, event_at: datetime | None = None
+) -> SubscriptionChange:
+    """What a webhook reports Stripe did, applied here (lifecycle.entitlements follows it). A
+    cancellation at period end that reaches us this way (made in Stripe's dashboard, or asked
+    for through our API whose answer was lost) is told by email as ours are: whichever of the
+    two applies it to the row tells it, once."""
+    with transaction.atomic():
+        change = entitlements.subscription_sync_from_stripe(
+            customer=customer, stripe_sub=stripe_sub, event_at=event_at
+        )
+        if change.cancel_scheduled:
+            customer_email_on_commit(customer, "graceful_cancellation")
+    return change
 
 
 def subscription_cancel_at_period_end(

@@ -55,6 +55,8 @@ class SubscriptionChange:
     subscription: Subscription
     entitlement_changed: bool
     changed: bool
+    # Stripe's state applied by this call turned a cancellation at period end on (it was off).
+    cancel_scheduled: bool = False
 
 
 def subscription_start_trial(*, customer: Customer, trial_days: int | None = None) -> Subscription:
@@ -376,6 +378,7 @@ def subscription_apply_stripe(
         raise DuplicateSubscription(stripe_sub["id"], kept)
     before = (subscription.plan, subscription.status, subscription.current_period_end)
     stored = _stripe_state(subscription)
+    was_cancel_scheduled = subscription.cancel_at_period_end
     plan = _plan_of(stripe_sub) or subscription.plan
     subscription.plan = plan
     subscription.status = stripe_sub.get("status") or subscription.status
@@ -395,6 +398,7 @@ def subscription_apply_stripe(
         subscription,
         entitlement_changed=before != entitlement,
         changed=stored != _stripe_state(subscription),
+        cancel_scheduled=subscription.cancel_at_period_end and not was_cancel_scheduled,
     )
 
 

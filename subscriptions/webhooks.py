@@ -3,7 +3,8 @@
 Handlers look up the customer, check current state, and re-fetch the subscription from
 Stripe rather than trusting the event body, so duplicates change nothing and an event
 older than the newest applied one is ignored. What a change of plan or status means for the
-license and the instance is lifecycle.entitlements. A second live subscription of the same
+license and the instance is lifecycle.entitlements (through lifecycle.plan_changes, which also
+emails a cancellation at period end made at Stripe). A second live subscription of the same
 customer (two paid checkouts) is canceled and refunded (subscriptions.duplicates). After an
 event is applied (or ignored), what it names is copied into the staff's dj-stripe mirror by a
 task enqueued on commit (subscriptions.mirror); this inbox stays the only intake.
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from core.audit import audit_record
 from customers.models import Customer
-from lifecycle import entitlements
+from lifecycle import plan_changes
 from subscriptions import duplicates, mirror, payments, refunds, services, stripe_api, tasks
 from subscriptions.models import Refund, StripeEvent
 
@@ -239,7 +240,7 @@ def _apply(row: StripeEvent, obj: dict, customer: Customer) -> list[str]:
         return changed  # older than what we applied: Stripe reordered it
     stripe_sub = stripe_api.subscription_retrieve(subscription_id)
     try:
-        change = entitlements.subscription_sync_from_stripe(
+        change = plan_changes.subscription_apply_from_stripe(
             customer=customer, stripe_sub=stripe_sub, event_at=row.stripe_created
         )
     except services.DuplicateSubscription as duplicate:

@@ -11,6 +11,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import stripe
 from django.core import mail
 from django.db import connection
 
@@ -214,3 +215,31 @@ def test_a_retry_after_a_cancel_that_died_before_its_refund_tells_it_once(
     assert len(stripe_sim.state.all("refund")) == 1
     assert _subjects(CANCELED) == 1
     assert _audits(customer_id, "subscription.canceled") == 1
+
+
+def test_a_cancellation_at_period_end_applied_by_its_webhook_is_told_once(
+    signup, stripe_sim, live_server
+):
+    # given a paying customer whose cancellation at period end is made at Stripe (the
+    # dashboard, or our API call whose answer was lost), so only the webhook applies it here
+    customer_id = paid_customer(signup, stripe_sim).id
+    subscription = Subscription.objects.get(customer__customer_id=customer_id)
+    mail.outbox.clear()
+    stripe.StripeClient(
+        "sk_test_dashboard", base_addresses={"api": stripe_sim.base_url}
+    ).v1.subscriptions.update(subscription.stripe_subscription_id, {"cancel_at_period_end": True})
+    stripe_sim.wait_for_deliveries()
+
+    # then the customer is told once, as for a cancellation asked for through the API
+    subscription.refresh_from_db()
+    assert subscription.cancel_at_period_end is True
+    graceful = [m for m in mail.outbox if m.subject.startswith("Your subscription will end on")]
+    assert len(graceful) == 1
+
+    # and when the API request is retried, it answers as done and tells nobody again
+    again = staff_api_client().post(
+        "/api/subscriptions/cancel-at-period-end", {"customer_id": customer_id}, format="json"
+    )
+    stripe_sim.wait_for_deliveries()
+    assert again.status_code == 200, again.content
+    assert len([m for m in mail.outbox if m.subject.startswith("Your subscription will end")]) == 1
