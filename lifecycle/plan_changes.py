@@ -42,18 +42,23 @@ def subscription_change_plan(*, customer: Customer, new_plan: str, actor: str) -
 
 
 def subscription_apply_from_stripe(
-    *, customer: Customer, stripe_sub: dict, event_at: datetime | None = None
+    *, customer: Customer, stripe_sub: dict, actor: str, event_at: datetime | None = None
 ) -> SubscriptionChange:
     """What a webhook reports Stripe did, applied here (lifecycle.entitlements follows it). A
-    cancellation at period end that reaches us this way (made in Stripe's dashboard, or asked
-    for through our API whose answer was lost) is told by email as ours are: whichever of the
-    two applies it to the row tells it, once."""
+    cancellation that reaches us this way (made in Stripe's dashboard, by Stripe after failed
+    payments, or asked for through our API whose answer was lost) is told by email as ours
+    are: whichever path applies it to the row tells it, once. A subscription that ends at the
+    period end it was canceled for was told when that was scheduled."""
     with transaction.atomic():
         change = entitlements.subscription_sync_from_stripe(
             customer=customer, stripe_sub=stripe_sub, event_at=event_at
         )
         if change.cancel_scheduled:
             customer_email_on_commit(customer, "graceful_cancellation")
+        stripe_id = change.subscription.stripe_subscription_id
+        if change.ended_unscheduled and not _cancellation_told(customer, stripe_id):
+            customer.subscription = change.subscription
+            _canceled(customer=customer, actor=actor, rows=[], issued=False, reason=None)
     return change
 
 

@@ -57,6 +57,8 @@ class SubscriptionChange:
     changed: bool
     # Stripe's state applied by this call turned a cancellation at period end on (it was off).
     cancel_scheduled: bool = False
+    # ... or ended a live subscription that was not due to end at its period end.
+    ended_unscheduled: bool = False
 
 
 def subscription_start_trial(*, customer: Customer, trial_days: int | None = None) -> Subscription:
@@ -379,6 +381,7 @@ def subscription_apply_stripe(
     before = (subscription.plan, subscription.status, subscription.current_period_end)
     stored = _stripe_state(subscription)
     was_cancel_scheduled = subscription.cancel_at_period_end
+    was_live = subscription.status in LIVE_STATUSES and bool(subscription.stripe_subscription_id)
     plan = _plan_of(stripe_sub) or subscription.plan
     subscription.plan = plan
     subscription.status = stripe_sub.get("status") or subscription.status
@@ -399,6 +402,9 @@ def subscription_apply_stripe(
         entitlement_changed=before != entitlement,
         changed=stored != _stripe_state(subscription),
         cancel_scheduled=subscription.cancel_at_period_end and not was_cancel_scheduled,
+        ended_unscheduled=was_live
+        and not was_cancel_scheduled
+        and subscription.status == Subscription.Status.CANCELED,
     )
 
 

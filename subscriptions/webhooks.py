@@ -4,7 +4,7 @@ Handlers look up the customer, check current state, and re-fetch the subscriptio
 Stripe rather than trusting the event body, so duplicates change nothing and an event
 older than the newest applied one is ignored. What a change of plan or status means for the
 license and the instance is lifecycle.entitlements (through lifecycle.plan_changes, which also
-emails a cancellation at period end made at Stripe). A second live subscription of the same
+emails a cancellation made at Stripe). A second live subscription of the same
 customer (two paid checkouts) is canceled and refunded (subscriptions.duplicates). After an
 event is applied (or ignored), what it names is copied into the staff's dj-stripe mirror by a
 task enqueued on commit (subscriptions.mirror); this inbox stays the only intake.
@@ -241,7 +241,7 @@ def _apply(row: StripeEvent, obj: dict, customer: Customer) -> list[str]:
     stripe_sub = stripe_api.subscription_retrieve(subscription_id)
     try:
         change = plan_changes.subscription_apply_from_stripe(
-            customer=customer, stripe_sub=stripe_sub, event_at=row.stripe_created
+            customer=customer, stripe_sub=stripe_sub, actor=actor, event_at=row.stripe_created
         )
     except services.DuplicateSubscription as duplicate:
         # Another handler applied a different subscription first (two paid checkouts).

@@ -19,7 +19,7 @@ from customers.models import AuditLog, Customer
 from lifecycle import plan_changes
 from lifecycle.offboarding import DeactivationOptions, customer_deactivate
 from subscriptions.models import Refund, Subscription
-from tests.helpers import paid_customer, staff_api_client
+from tests.helpers import DAY, paid_customer, staff_api_client
 
 DEACTIVATED = "Your Iotistic account has been deactivated"
 CANCELED = "Your subscription has been canceled"
@@ -243,3 +243,48 @@ def test_a_cancellation_at_period_end_applied_by_its_webhook_is_told_once(
     stripe_sim.wait_for_deliveries()
     assert again.status_code == 200, again.content
     assert len([m for m in mail.outbox if m.subject.startswith("Your subscription will end")]) == 1
+
+
+def test_an_immediate_cancellation_made_at_stripe_is_told_once(signup, stripe_sim, live_server):
+    # given a paying customer whose subscription is canceled at Stripe (the dashboard)
+    customer_id = paid_customer(signup, stripe_sim).id
+    subscription = Subscription.objects.get(customer__customer_id=customer_id)
+    mail.outbox.clear()
+    stripe.StripeClient(
+        "sk_test_dashboard", base_addresses={"api": stripe_sim.base_url}
+    ).v1.subscriptions.cancel(subscription.stripe_subscription_id)
+    stripe_sim.wait_for_deliveries()
+
+    # then the webhook that applies it tells the customer once, with the audit row
+    assert Subscription.objects.get(pk=subscription.pk).status == "canceled"
+    assert _subjects(CANCELED) == 1
+    assert _audits(customer_id, "subscription.canceled") == 1
+
+    # and our cancel-immediate sent afterwards answers as done and tells nobody again
+    again = staff_api_client().post(
+        "/api/subscriptions/cancel-immediate", {"customer_id": customer_id}, format="json"
+    )
+    assert again.status_code == 200, again.content
+    assert _subjects(CANCELED) == 1
+    assert _audits(customer_id, "subscription.canceled") == 1
+
+
+def test_a_subscription_ending_at_the_period_end_it_was_canceled_for_is_not_told_again(
+    signup, stripe_sim
+):
+    # given a paying customer who canceled at period end (told then)
+    customer_id = paid_customer(signup, stripe_sim).id
+    answer = staff_api_client().post(
+        "/api/subscriptions/cancel-at-period-end", {"customer_id": customer_id}, format="json"
+    )
+    assert answer.status_code == 200, answer.content
+    stripe_sim.wait_for_deliveries()
+    mail.outbox.clear()
+
+    # when the period ends and Stripe ends the subscription
+    stripe_sim.advance_clock(32 * DAY)
+    stripe_sim.wait_for_deliveries()
+
+    # then it is canceled here, and no "canceled immediately" email goes out
+    assert Subscription.objects.get(customer__customer_id=customer_id).status == "canceled"
+    assert _subjects(CANCELED) == 0
