@@ -243,6 +243,26 @@ def _request_fingerprint(
     return hashlib.sha256(f"{customer.pk}|{source}".encode()).hexdigest()
 
 
+def _same_request(
+    group: list[Refund],
+    *,
+    amount: int | None,
+    use_prorated: bool,
+    reason: str,
+    description: str,
+) -> bool:
+    """Whether a request asks for what the refund rows `group` were made for."""
+    first = group[0]
+    unsized = Rule.PRORATED if use_prorated else Rule.REMAINING
+    rule = Rule.AMOUNT if amount is not None else unsized
+    return (
+        first.rule == rule
+        and first.reason == reason
+        and first.description == description
+        and (amount is None or sum(r.amount for r in group) == amount)
+    )
+
+
 @transaction.atomic
 def _refund_reserve(
     *,
@@ -281,9 +301,24 @@ def _refund_reserve(
         .first()
     )
     if earlier is not None:
-        if not earlier.request_key:
-            return [earlier], True
-        return list(Refund.objects.filter(request_key=earlier.request_key).order_by("id")), True
+        group = (
+            list(Refund.objects.filter(request_key=earlier.request_key).order_by("id"))
+            if earlier.request_key
+            else [earlier]
+        )
+        if client_key and not _same_request(
+            group, amount=amount, use_prorated=use_prorated, reason=reason, description=description
+        ):
+            # As Stripe answers a key reused with other parameters: the first request stands.
+            raise ApplicationError(
+                f"The Idempotency-Key {client_key!r} was first used for another refund request "
+                f"({group[0].rule}, {sum(r.amount for r in group)} cents, reason "
+                f"{group[0].reason}); use a new key for a new request.",
+                error="Idempotency key reused",
+                status_code=status.HTTP_409_CONFLICT,
+                details={"first_refund_id": group[0].pk},
+            )
+        return group, True
 
     period = payments.period_payments(subscription)
     if not period:

@@ -168,3 +168,26 @@ def test_a_prorated_refund_is_not_made_twice_for_the_same_unused_days(
     assert prorated.status_code == 409, prorated.content
     assert _refunds_made(stripe_sim, customer.id) == (1, 1)
     assert sum(r["amount"] for r in stripe_sim.state.all("refund")) == refunded
+
+
+def test_an_idempotency_key_reused_for_another_refund_is_refused(signup, stripe_sim, staff_client):
+    # given a refund made with an Idempotency-Key
+    customer = paid_customer(signup, stripe_sim, "professional")
+    headers = {"HTTP_IDEMPOTENCY_KEY": "refund-key-1"}
+    body = {"customer_id": customer.id, "amount": 500, "description": "goodwill"}
+    first = staff_client.post("/api/subscriptions/refund", body, format="json", **headers)
+    assert first.status_code == 200, first.content
+
+    # when the same key comes with the same request, it is the first refund
+    same = staff_client.post("/api/subscriptions/refund", body, format="json", **headers)
+    assert same.status_code == 200, same.content
+    assert same.json()["duplicate"] is True
+    assert same.json()["refund"]["id"] == first.json()["refund"]["id"]
+
+    # and with another amount or description, it is refused, as Stripe refuses a reused key
+    for other in ({**body, "amount": 700}, {**body, "description": "other"}):
+        reused = staff_client.post("/api/subscriptions/refund", other, format="json", **headers)
+        assert reused.status_code == 409, reused.content
+        assert reused.json()["error"] == "Idempotency key reused"
+        assert "refund-key-1" in reused.json()["message"]
+    assert _refunds_made(stripe_sim, customer.id) == (1, 1)
