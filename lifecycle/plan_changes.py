@@ -57,8 +57,7 @@ def subscription_apply_from_stripe(
             customer_email_on_commit(customer, "graceful_cancellation")
         stripe_id = change.subscription.stripe_subscription_id
         if change.ended_unscheduled and not _cancellation_told(customer, stripe_id):
-            customer.subscription = change.subscription
-            _canceled(customer=customer, actor=actor, rows=[], issued=False, reason=None)
+            _canceled(customer=customer, stripe_id=stripe_id, actor=actor, rows=[])
     return change
 
 
@@ -128,7 +127,8 @@ def subscription_cancel_immediately(
         with transaction.atomic():
             change = entitlements.subscription_cancel_now(customer=customer)
             if change.changed:
-                _canceled(customer=customer, actor=actor, rows=[], issued=False, reason=None)
+                stripe_id = change.subscription.stripe_subscription_id
+                _canceled(customer=customer, stripe_id=stripe_id, actor=actor, rows=[])
         return Cancellation(subscription=change.subscription)
     refunds.refund_check(customer=customer, amount=refund.amount)
     change = entitlements.subscription_cancel_now(customer=customer)
@@ -157,8 +157,16 @@ def subscription_cancel_immediately(
         # canceled, or a retry of it when that one died between the cancel's commit and here
         # (the retry finds the cancel made, `changed` false, and nothing told yet).
         subscription = subscription_services.subscription_lock(customer=customer)
-        if not _cancellation_told(customer, subscription.stripe_subscription_id):
-            _canceled(customer=customer, actor=actor, rows=rows, issued=issued, reason=reason)
+        stripe_id = subscription.stripe_subscription_id
+        if not _cancellation_told(customer, stripe_id):
+            _canceled(
+                customer=customer,
+                stripe_id=stripe_id,
+                actor=actor,
+                rows=rows,
+                issued=issued,
+                reason=reason,
+            )
         elif made:
             audit_record(
                 action="refund.issued",
@@ -185,17 +193,22 @@ def _cancellation_told(customer: Customer, stripe_subscription_id: str) -> bool:
 
 
 def _canceled(
-    *, customer: Customer, actor: str, rows: list[Refund], issued: bool, reason: str | None
+    *,
+    customer: Customer,
+    stripe_id: str,
+    actor: str,
+    rows: list[Refund],
+    issued: bool = False,
+    reason: str | None = None,
 ) -> None:
-    """The audit row and the email of a cancellation this call made."""
+    """The audit row (naming the Stripe subscription: `_cancellation_told` finds it) and the
+    email of a cancellation of `stripe_id`."""
     refund_pk = rows[0].pk if rows else None
     audit_record(
         action="subscription.canceled",
         customer=customer,
         actor=actor,
-        stripe_subscription=getattr(
-            getattr(customer, "subscription", None), "stripe_subscription_id", ""
-        ),
+        stripe_subscription=stripe_id,
         refund=refund_pk,
         refunds=[r.pk for r in rows],
         refund_issued=issued,

@@ -301,11 +301,7 @@ def _refund_reserve(
         .first()
     )
     if earlier is not None:
-        group = (
-            list(Refund.objects.filter(request_key=earlier.request_key).order_by("id"))
-            if earlier.request_key
-            else [earlier]
-        )
+        group = refund_group(earlier)
         if client_key and not _same_request(
             group, amount=amount, use_prorated=use_prorated, reason=reason, description=description
         ):

@@ -47,12 +47,6 @@ def _storable(value):
     return value
 
 
-def stripe_event_record(*, event: dict) -> tuple[StripeEvent, bool]:
-    """Store a verified event once by its Stripe id; (row, created)."""
-    with transaction.atomic():
-        return _event_insert(event)
-
-
 def stripe_event_receive(*, event: dict) -> tuple[StripeEvent, bool]:
     """Store a verified event once and apply it, in one transaction (one commit per event);
     (row, created). A redelivery of an applied event changes nothing. A handler's failure is
