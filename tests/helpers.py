@@ -151,18 +151,26 @@ def paid_customer(
     return customer
 
 
+def upgrade_later(
+    stripe_sim, staff_client, customer_id: str, days: float, plan: str = "enterprise"
+) -> None:
+    """`days` on (on the simulator's clock), staff upgrade the customer to `plan` (asserting
+    200): Stripe invoices the proration and its webhooks are delivered."""
+    stripe_sim.advance_clock(int(days * DAY))
+    response = staff_client.post(
+        "/api/subscriptions/upgrade",
+        {"customer_id": customer_id, "new_plan": plan},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    stripe_sim.wait_for_deliveries()
+
+
 def upgraded_and_refunded(signup, sim, staff_client) -> SignedUpCustomer:
     """Checkout for professional, an upgrade to enterprise 10 days in (a proration invoice),
     then a refund of $10 more than the proration (it spans both payments)."""
     customer = paid_customer(signup, sim, "professional")
-    sim.advance_clock(10 * DAY)
-    upgrade = staff_client.post(
-        "/api/subscriptions/upgrade",
-        {"customer_id": customer.id, "new_plan": "enterprise"},
-        format="json",
-    )
-    assert upgrade.status_code == 200, upgrade.content
-    sim.wait_for_deliveries()
+    upgrade_later(sim, staff_client, customer.id, days=10)
     proration = stripe_invoices_of(sim, customer.id)[0]["amount_paid"]
     refund = staff_client.post(
         "/api/subscriptions/refund",

@@ -13,7 +13,7 @@ from django.apps import apps
 from customers.models import Customer
 from subscriptions.models import Payment, Refund, Subscription
 from subscriptions.refunds import refund_reconcile
-from tests.helpers import DAY, half_up, paid_customer, period_days
+from tests.helpers import half_up, paid_customer, period_days, upgrade_later
 
 
 def _refund(client, customer_id, **fields):
@@ -26,14 +26,7 @@ def _upgraded_customer(signup, stripe_sim, staff_client, days_in: int = 10):
     """Paid 9900 for professional, then, `days_in` days later, the enterprise proration: two
     payments in one period. Returns (customer, first payment, proration payment)."""
     customer = paid_customer(signup, stripe_sim, "professional")
-    stripe_sim.advance_clock(days_in * DAY)
-    response = staff_client.post(
-        "/api/subscriptions/upgrade",
-        {"customer_id": customer.id, "new_plan": "enterprise"},
-        format="json",
-    )
-    assert response.status_code == 200, response.content
-    stripe_sim.wait_for_deliveries()
+    upgrade_later(stripe_sim, staff_client, customer.id, days=days_in)
     newest, first = Payment.objects.filter(customer__customer_id=customer.id)
     return customer, first, newest
 

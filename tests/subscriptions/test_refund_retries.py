@@ -11,7 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from subscriptions.models import Payment, Refund, Subscription
-from tests.helpers import DAY, paid_customer
+from tests.helpers import paid_customer, upgrade_later
 
 
 def _refund(client, customer_id, **fields):
@@ -24,14 +24,7 @@ def _refund(client, customer_id, **fields):
 
 def _upgrade(stripe_sim, staff_client, customer_id: str) -> None:
     """Ten days on, professional → enterprise: a proration invoice is paid, a newer payment."""
-    stripe_sim.advance_clock(10 * DAY)
-    response = staff_client.post(
-        "/api/subscriptions/upgrade",
-        {"customer_id": customer_id, "new_plan": "enterprise"},
-        format="json",
-    )
-    assert response.status_code == 200, response.content
-    stripe_sim.wait_for_deliveries()
+    upgrade_later(stripe_sim, staff_client, customer_id, days=10)
     assert Payment.objects.filter(customer__customer_id=customer_id).count() == 2
 
 
