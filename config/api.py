@@ -259,9 +259,6 @@ def page_parameters(items: str) -> list[OpenApiParameter]:
     ]
 
 
-_REDIS_CLIENTS: dict[int, Any] = {}
-
-
 def _window_counts(current: str, previous: str, timeout: int) -> tuple[int, int]:
     """Count one request in the `current` window and read the `previous` one's count.
 
@@ -273,12 +270,7 @@ def _window_counts(current: str, previous: str, timeout: int) -> tuple[int, int]
     backend = getattr(default, "_cache", None)
     if isinstance(default, RedisCache) and backend is not None:
         key = default.make_and_validate_key(current)
-        # Django builds a new client object (and its ~170 response callbacks) per call;
-        # one per process is enough (the pool underneath is shared and fork-aware).
-        client = _REDIS_CLIENTS.get(id(backend))
-        if client is None:
-            client = _REDIS_CLIENTS[id(backend)] = backend.get_client(key, write=True)
-        pipe = client.pipeline(transaction=False)
+        pipe = backend.get_client(key, write=True).pipeline(transaction=False)
         pipe.set(key, 0, ex=timeout, nx=True)
         pipe.incr(key)
         pipe.get(default.make_and_validate_key(previous))

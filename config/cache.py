@@ -15,7 +15,7 @@ import time
 
 import redis
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 logger = logging.getLogger(__name__)
 WARN_EVERY_SECONDS = 30.0
@@ -35,12 +35,29 @@ def warn_cache_down(exc: BaseException) -> None:
     logger.warning("Cache (Redis) unavailable, continuing without it: %s", exc)
 
 
+class ReusedClientRedisCacheClient(RedisCacheClient):
+    """Django builds a new `redis.Redis` (and its ~170 response callbacks) for every cache
+    call; one per connection pool is enough: the pool underneath is shared and fork-aware."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._clients: dict[int, object] = {}
+
+    def get_client(self, key=None, *, write=False):
+        pool = self._get_connection_pool(write)
+        client = self._clients.get(id(pool))
+        if client is None:
+            client = self._clients[id(pool)] = self._client(connection_pool=pool)
+        return client
+
+
 class FailOpenRedisCache(RedisCache):
     def __init__(self, server, params):
         options = params.setdefault("OPTIONS", {})
         options.setdefault("socket_timeout", SOCKET_TIMEOUT_SECONDS)
         options.setdefault("socket_connect_timeout", SOCKET_TIMEOUT_SECONDS)
         super().__init__(server, params)
+        self._class = ReusedClientRedisCacheClient
 
     def _open(self, operation, fallback):
         try:

@@ -314,6 +314,13 @@ RATE_LIMIT_PUBLIC = env.str("RATE_LIMIT_PUBLIC", default="100/15m")
 RATE_LIMIT_VERIFICATION = env.str("RATE_LIMIT_VERIFICATION", default="5000/15m")
 RATE_LIMIT_USAGE = env.str("RATE_LIMIT_USAGE", default="60/h")
 RATE_LIMIT_CUSTOMER = env.str("RATE_LIMIT_CUSTOMER", default="1000/h")
+# Each process keeps a customer key's principal (key, customer, subscription, revocation)
+# while the shared data version is unchanged (core/data_version.py: every write Django makes
+# to those tables changes it, so a revocation counts at once), at most this long: the bound
+# for a write made outside Django (psql by hand). 0 reads the database on every request.
+API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=60)
+if API_KEY_CACHE_SECONDS < 0:
+    raise ImproperlyConfigured(f"API_KEY_CACHE_SECONDS={API_KEY_CACHE_SECONDS} must be >= 0.")
 # Unrevoked API keys one customer may hold; issuing one more answers 409 (rotation still
 # works). At least 1: signup issues the first.
 MAX_API_KEYS_PER_CUSTOMER = env.int("MAX_API_KEYS_PER_CUSTOMER", default=10)

@@ -13,10 +13,15 @@ each may see (`customer_get_for`).
 from __future__ import annotations
 
 import hmac
+import pickle
+import threading
+import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from rest_framework import authentication, exceptions, permissions
 
+from core import data_version
 from customers import credentials
 from customers.models import Customer, CustomerApiKey, StaffToken
 
@@ -91,6 +96,65 @@ class StaffTokenAuthentication(authentication.BaseAuthentication):
 CUSTOMER_RELATED = ("customer__subscription", "customer__license_revocation")
 
 
+# Keys held at once per process; past it the held keys are dropped (thousands of instances
+# each hold one key, so a busy process holds them all).
+_HELD_KEYS_MAX = 20_000
+
+
+@dataclass(frozen=True)
+class _Held:
+    version: str
+    until: float  # time.monotonic()
+    key: bytes  # the pickled CustomerApiKey with its customer, subscription and revocation
+
+
+_held: dict[str, _Held] = {}
+_held_lock = threading.Lock()
+
+
+def held_keys_clear() -> None:
+    with _held_lock:
+        _held.clear()
+
+
+def customer_key_lookup(raw_key: str) -> CustomerApiKey | None:
+    """The live key for a presented secret, with its customer, subscription and revocation.
+
+    Held per process, by the secret's digest, while the shared data version it was read
+    under is current (core.data_version: any write to those rows changes it, so a
+    revocation refuses the very next request) and for at most API_KEY_CACHE_SECONDS. Each
+    request gets its own copy (unpickled), so nothing a request changes reaches another.
+    Unknown secrets are not held: each one is looked up.
+    """
+    seconds = settings.API_KEY_CACHE_SECONDS
+    version = data_version.current() if seconds else None
+    if version is None:
+        return credentials.hashed_key_lookup(
+            model=CustomerApiKey, raw_key=raw_key, related=CUSTOMER_RELATED
+        )
+    digest = credentials.key_digest(raw_key)
+    held = _held.get(digest)
+    now = time.monotonic()
+    if held is not None and held.version == version and held.until > now:
+        api_key = pickle.loads(held.key)  # noqa: S301 - pickled by this process, below
+        if credentials.last_used_refresh(api_key):  # not a change of the data version
+            _hold(digest, _Held(version, held.until, pickle.dumps(api_key)))
+        return api_key
+    api_key = credentials.hashed_key_lookup(
+        model=CustomerApiKey, raw_key=raw_key, related=CUSTOMER_RELATED
+    )
+    if api_key is not None:
+        _hold(digest, _Held(version, now + seconds, pickle.dumps(api_key)))
+    return api_key
+
+
+def _hold(digest: str, held: _Held) -> None:
+    with _held_lock:
+        if len(_held) >= _HELD_KEYS_MAX and digest not in _held:
+            _held.clear()
+        _held[digest] = held
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     header = "HTTP_X_API_KEY"
 
@@ -98,9 +162,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw_key = request.META.get(self.header)
         if raw_key is None:
             return None
-        api_key = credentials.hashed_key_lookup(
-            model=CustomerApiKey, raw_key=raw_key.strip(), related=CUSTOMER_RELATED
-        )
+        api_key = customer_key_lookup(raw_key.strip())
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         return CustomerPrincipal(api_key.customer, api_key), api_key

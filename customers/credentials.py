@@ -33,7 +33,8 @@ def _random(length: int) -> str:
     return "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
 
-def _hash(raw_key: str) -> str:
+def key_digest(raw_key: str) -> str:
+    """What is stored of a secret: its SHA-256, hex."""
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
@@ -49,7 +50,7 @@ def _hashed_key_create(*, model: type[HashedKey], kind: str, name: str, **owner)
     prefix = f"{kind}_{_random(10)}"
     raw_key = f"{prefix}_{_random(32)}"
     record = model._default_manager.create(
-        prefix=prefix, key_hash=_hash(raw_key), name=name, **owner
+        prefix=prefix, key_hash=key_digest(raw_key), name=name, **owner
     )
     return IssuedKey(record=record, raw_key=raw_key)
 
@@ -72,12 +73,20 @@ def hashed_key_lookup(
         .order_by()
         .first()
     )
-    if record is None or not hmac.compare_digest(record.key_hash, _hash(raw_key)):
+    if record is None or not hmac.compare_digest(record.key_hash, key_digest(raw_key)):
         return None
-    now = timezone.now()
-    if record.last_used_at is None or now - record.last_used_at > _LAST_USED_RESOLUTION:
-        model._default_manager.filter(pk=record.pk).update(last_used_at=now)
+    last_used_refresh(record)
     return record
+
+
+def last_used_refresh(record: HashedKey) -> bool:
+    """Note that the key was used, at most every few minutes; whether it wrote."""
+    now = timezone.now()
+    if record.last_used_at is not None and now - record.last_used_at <= _LAST_USED_RESOLUTION:
+        return False
+    type(record)._default_manager.filter(pk=record.pk).update(last_used_at=now)
+    record.last_used_at = now
+    return True
 
 
 def _customer_lock(customer: Customer) -> None:

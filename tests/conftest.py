@@ -75,6 +75,23 @@ def _isolated_settings(settings, license_key_paths, tmp_path):
     _clear_cache()
 
 
+@pytest.fixture
+def shared_cache(settings):
+    """The cache on Redis (REDIS_URL, else the machine's) even where the run has none: what
+    the service shares between processes (rate limits, the data version of held keys)."""
+    location = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "config.cache.FailOpenRedisCache",
+            "LOCATION": location,
+            "KEY_PREFIX": f"billing-test-{os.getpid()}-shared",
+        }
+    }
+    _clear_cache()
+    yield cache
+    _clear_cache()
+
+
 def _clear_cache() -> None:
     """Delete only this run's keys: `cache.clear()` on Redis would flush the whole database."""
     backend = getattr(cache, "_cache", None)

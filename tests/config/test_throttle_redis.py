@@ -1,5 +1,6 @@
 """On Redis the rate limits count a request in one pipelined round trip (SET NX EX, INCR,
-GET), not one call each: the path taken is the pipeline's, through the process's one client."""
+GET), not one call each; and the cache reuses one Redis client instead of building one (with
+its ~170 response callbacks) per call."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import os
 from datetime import timedelta
 
 import pytest
+import redis
 from django.core.cache import caches
 
-from config import api
 from tests.usage.helpers import Instance, now_s, report_body
 
 
@@ -23,18 +24,26 @@ def redis_cache(settings):
             "KEY_PREFIX": "throttle-test",
         }
     }
-    api._REDIS_CLIENTS.clear()
     caches["default"].clear()
     yield caches["default"]
     caches["default"].clear()
-    api._REDIS_CLIENTS.clear()
 
 
-def test_a_rate_limited_request_counts_in_one_pipelined_round_trip(db, redis_cache, settings):
+def test_a_rate_limited_request_counts_in_one_pipelined_round_trip(
+    db, redis_cache, settings, monkeypatch
+):
     # given a customer instance and its rate limit of 2 reports an hour, counted on Redis
     settings.RATE_LIMIT_USAGE = "2/h"
     instance = Instance()
     client = instance.client
+    pipelines = []
+    execute = redis.client.Pipeline.execute
+
+    def counted(pipe, *args, **kwargs):
+        pipelines.append(len(pipe.command_stack))
+        return execute(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counted)
 
     # when it reports three times
     answers = [
@@ -46,8 +55,20 @@ def test_a_rate_limited_request_counts_in_one_pipelined_round_trip(db, redis_cac
         for n in range(3)
     ]
 
-    # then the third is refused, and the counting went through the process's one pipelined
-    # client (Django's cache calls would build a client and make a round trip each)
+    # then the third is refused, and each request was counted in one pipeline of three
+    # commands (Django's cache calls would make a round trip each)
     assert [a.status_code for a in answers[:2]] == [201, 201]
     assert answers[2].status_code == 429
-    assert list(api._REDIS_CLIENTS) == [id(redis_cache._cache)]
+    assert pipelines == [3, 3, 3]
+
+
+def test_the_cache_reuses_one_redis_client(redis_cache):
+    # given the cache on Redis; when it is used for several calls
+    redis_cache.set("a", 1)
+    redis_cache.get("a")
+    first = redis_cache._cache.get_client(write=True)
+
+    # then every call goes through the same client (and its one connection pool)
+    assert redis_cache._cache.get_client(write=True) is first
+    assert redis_cache._cache.get_client() is first
+    assert redis_cache.get("a") == 1

@@ -1,6 +1,7 @@
 """GET /api/licenses/:id with a customer key, the hot path of every instance: one query for
-key, customer, subscription and revocation, and a revocation still refuses the very next
-fetch (nothing cached outlives it)."""
+key, customer, subscription and revocation (none while the process holds the key:
+tests/customers/test_held_keys.py), and a revocation still refuses the very next fetch
+(nothing cached outlives it)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from django.test.utils import CaptureQueriesContext
 pytestmark = pytest.mark.django_db
 
 
-def test_unchanged_license_fetch_is_one_query(signup):
+def test_unchanged_license_fetch_is_one_query(signup, settings):
+    settings.API_KEY_CACHE_SECONDS = 0  # keys not held: read on each request
     customer = signup()
     customer.client.get(f"/api/licenses/{customer.id}")  # signs, and refreshes last_used_at
     # when

@@ -1,0 +1,223 @@
+"""A customer key's principal (key, customer, subscription, revocation) is held per process
+while the shared data version is unchanged: an unchanged request reads nothing from the
+database, and any write Django makes to those rows, by whatever code, counts at once."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection, transaction
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+
+from core import data_version
+from customers import auth
+from customers.models import Customer, CustomerApiKey
+from subscriptions.models import Subscription
+
+pytestmark = pytest.mark.django_db
+
+
+def _license(customer):
+    return customer.client.get(f"/api/licenses/{customer.id}")
+
+
+def test_an_unchanged_fetch_reads_nothing_from_the_database(signup, shared_cache):
+    customer = signup()
+    assert _license(customer).status_code == 200  # holds the key
+    # when
+    with CaptureQueriesContext(connection) as queries:
+        response = _license(customer)
+    # then
+    assert response.status_code == 200
+    assert response.json()["decoded"]["sub"] == customer.id
+    assert queries.captured_queries == []
+
+
+def test_a_license_revocation_refuses_the_next_fetch(signup, staff_client, shared_cache):
+    customer = signup()
+    assert _license(customer).status_code == 200
+    revoked = staff_client.post(
+        f"/api/licenses/{customer.id}/revoke", {"reason": "chargeback"}, format="json"
+    )
+    assert revoked.status_code == 200
+    assert _license(customer).json()["error"] == "License revoked"
+
+
+def test_a_rotated_key_is_refused_at_once(signup, shared_cache):
+    customer = signup()
+    assert _license(customer).status_code == 200
+    rotated = customer.client.post(f"/api/customers/{customer.id}/api-keys/rotate", format="json")
+    assert rotated.status_code in (200, 201)
+    assert _license(customer).status_code == 401
+
+
+def _status(decoded):
+    return decoded["subscription"]["status"]
+
+
+@pytest.mark.parametrize(
+    ("write", "seen"),
+    [
+        pytest.param(
+            lambda pk: Subscription.objects.filter(customer_id=pk).update(status="past_due"),
+            lambda decoded: _status(decoded) == "past_due",
+            id="queryset-update",
+        ),
+        pytest.param(
+            lambda pk: connection.cursor().execute(
+                f'UPDATE "{Customer._meta.db_table}" SET "company_name" = %s WHERE id = %s',  # noqa: S608
+                ["Renamed Ltd", pk],
+            ),
+            lambda decoded: decoded["customerName"] == "Renamed Ltd",
+            id="raw-sql",
+        ),
+    ],
+)
+def test_a_write_that_no_service_makes_counts_too(signup, shared_cache, write, seen):
+    customer = signup()
+    assert not seen(_license(customer).json()["decoded"])
+    # when the row changes by a path that knows nothing of held keys
+    write(Customer.objects.get(customer_id=customer.id).pk)
+    # then the next fetch sees it
+    assert seen(_license(customer).json()["decoded"])
+
+
+def test_a_deactivated_customer_can_no_longer_write(signup, shared_cache):
+    customer = signup()
+    assert _license(customer).status_code == 200
+    Customer.objects.filter(customer_id=customer.id).update(is_active=False)
+    response = customer.client.post("/api/usage/report", {}, format="json")
+    assert response.status_code == 403
+    assert "deactivated" in response.json()["message"]
+
+
+def test_a_key_being_used_does_not_change_the_version(signup, shared_cache):
+    customer = signup()
+    CustomerApiKey.objects.filter(customer__customer_id=customer.id).update(last_used_at=None)
+    before = data_version.current()
+    # when a request refreshes the key's last_used_at
+    assert _license(customer).status_code == 200
+    # then it was written, and the version (every process's held keys) stayed
+    assert CustomerApiKey.objects.get(customer__customer_id=customer.id).last_used_at
+    assert data_version.current() == before
+
+
+def test_each_request_gets_its_own_copy(signup, shared_cache):
+    customer = signup()
+    first = auth.customer_key_lookup(customer.key)
+    first.customer.company_name = "changed by one request"
+    first.customer.subscription.plan = "enterprise"
+    # when the next request looks the key up
+    second = auth.customer_key_lookup(customer.key)
+    # then it holds what the database holds
+    assert second is not first
+    stored = Customer.objects.get(customer_id=customer.id)
+    assert second.customer.company_name == stored.company_name
+    assert second.customer.subscription.plan == stored.subscription.plan
+
+
+def test_unknown_keys_are_not_held(signup, shared_cache):
+    signup()
+    for _ in range(3):
+        assert auth.customer_key_lookup("ik_nosuchprefix_" + "x" * 32) is None
+    assert all(held.version for held in auth._held.values())
+    assert auth.credentials.key_digest("ik_nosuchprefix_" + "x" * 32) not in auth._held
+
+
+def test_a_flushed_cache_starts_a_new_version(signup, shared_cache):
+    customer = signup()
+    assert _license(customer).status_code == 200
+    before = data_version.current()
+    shared_cache.delete(data_version.CACHE_KEY)  # Redis restarted (it keeps nothing)
+    assert data_version.current() not in (None, before)
+    with CaptureQueriesContext(connection) as queries:
+        assert _license(customer).status_code == 200
+    assert queries.captured_queries  # read again
+
+
+def test_a_held_key_lasts_at_most_api_key_cache_seconds(signup, shared_cache, monkeypatch):
+    customer = signup()
+    assert _license(customer).status_code == 200
+    clock = auth.time.monotonic() + 61  # past the default 60 s
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock)
+    with CaptureQueriesContext(connection) as queries:
+        assert _license(customer).status_code == 200
+    assert queries.captured_queries
+
+
+def test_without_a_shared_cache_every_request_reads_the_database(signup, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    customer = signup()
+    assert data_version.current() is None
+    assert _license(customer).status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert _license(customer).status_code == 200
+    assert len(queries.captured_queries) == 1
+
+
+def test_with_the_cache_down_keys_are_read_from_the_database(signup):
+    down = {
+        "default": {
+            "BACKEND": "config.cache.FailOpenRedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+        }
+    }
+    customer = signup()
+    with override_settings(CACHES=down):
+        assert data_version.current() is None
+        assert _license(customer).status_code == 200
+        Customer.objects.filter(customer_id=customer.id).update(company_name="Renamed Ltd")
+        assert _license(customer).json()["decoded"]["customerName"] == "Renamed Ltd"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_read_while_its_revocation_commits_is_not_kept(signup, shared_cache):
+    """The writer's transaction is open: a reader elsewhere still sees the old row and may
+    hold it, but the commit changes the version again, so nothing read before survives."""
+    customer = signup()
+    assert _license(customer).status_code == 200
+    revoked, commit = threading.Event(), threading.Event()
+
+    def revoke_in_open_transaction():
+        try:
+            with transaction.atomic():
+                CustomerApiKey.objects.filter(customer__customer_id=customer.id).update(
+                    revoked_at="2026-01-01T00:00:00Z"
+                )
+                revoked.set()
+                commit.wait(10)
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=revoke_in_open_transaction)
+    writer.start()
+    assert revoked.wait(10)
+    # while it is uncommitted, this process reads (and holds) the key as it was
+    assert _license(customer).status_code == 200
+    commit.set()
+    writer.join(10)
+    # then once committed the next request is refused
+    assert _license(customer).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("sql", "changes"),
+    [
+        ('INSERT INTO "customers_customerapikey" ("prefix") VALUES (%s)', True),
+        ('UPDATE "customers_customerapikey" SET "revoked_at" = %s WHERE "id" = %s', True),
+        ('UPDATE "customers_customerapikey" SET "last_used_at" = %s WHERE "id" = %s', False),
+        (
+            'UPDATE "customers_customerapikey" SET "last_used_at" = %s, "revoked_at" = %s '
+            'WHERE "id" = %s',
+            True,
+        ),
+        ('DELETE FROM "subscriptions_subscription" WHERE "id" IN (%s)', True),
+        ('update "licensing_licenserevocation" set "reason" = %s', True),
+        ('SELECT * FROM "customers_customer" FOR UPDATE', False),
+        ('INSERT INTO "usage_usagereport" ("id") VALUES (%s)', False),
+    ],
+)
+def test_which_statements_change_the_version(sql, changes):
+    assert data_version.changes_watched(sql) is changes
