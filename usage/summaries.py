@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
 from django.core.cache import cache
@@ -472,6 +472,160 @@ class RawWindow:
 Baselines = dict[str, metering.Point]
 
 
+@dataclass(frozen=True)
+class FoldedInstance:
+    """One instance's parts in a run of chunks: what the history lists of it, which
+    counters its reports measured, and its first and last report (the counter deltas to
+    the report before the run and to the next part come from them)."""
+
+    reports: int
+    last_reported_at: datetime
+    measured: int
+    masks: frozenset[int]  # every mask_low and mask_high of its parts
+    first_day: date
+    first: Edge
+    last: Edge
+
+    @property
+    def uniform(self) -> bool:
+        """Whether every report measures the same counters (else: from its raw rows)."""
+        return len(self.masks) == 1
+
+
+@dataclass(frozen=True)
+class Folded:
+    """A run of a window's chunks (oldest first), summed per day and folded per instance.
+    The days' counters hold every delta of the uniform instances except each one's first
+    report against its baseline before the window (that baseline is read per request:
+    a late report before the window may change it)."""
+
+    days: dict[date, metering.UsageTotals]
+    instances: dict[str, FoldedInstance]
+    reports: int
+
+
+@dataclass(frozen=True)
+class ClosedWindow:
+    """A window's closed chunks put together, cached as one entry (see closed_window)."""
+
+    span_reports: int  # reports of every chunk it was made of, the lead-in day's too
+    known: dict[str, Edge]  # the lead-in day's last report of each instance
+    folded: Folded
+
+
+WINDOW_VERSION = 1
+
+
+def window_key(customer: Customer, rolled: date | None, start: int, end: int) -> str:
+    return f"usage:window:{WINDOW_VERSION}:{customer.customer_id}:{rolled}:{start}:{end}"
+
+
+def _gauges_into(totals: metering.UsageTotals, chunk: Chunk) -> None:
+    totals.report_count += chunk.reports
+    g = chunk.gauges
+    totals.device_seconds += g.device_seconds
+    totals.storage_kb_seconds += g.storage_kb_seconds
+    totals.peak_active_devices = max(totals.peak_active_devices, g.peak_active_devices)
+    totals.peak_total_devices = max(totals.peak_total_devices, g.peak_total_devices)
+    totals.peak_storage_kb = max(totals.peak_storage_kb, g.peak_storage_kb)
+
+
+def fold(chunks: Sequence[Chunk], onto: Folded | None = None) -> Folded | None:
+    """`onto` (a run of chunks just before these) extended by `chunks`; None when an
+    instance of `onto` that measured the same counters throughout measures others in
+    `chunks` (its deltas are in `onto`'s days: fold the whole run again instead)."""
+    days = {day: replace(t) for day, t in onto.days.items()} if onto else {}
+    instances = dict(onto.instances) if onto else {}
+    masks: dict[str, set[int]] = defaultdict(set)
+    for chunk in chunks:
+        for part in chunk.instances:
+            masks[part.instance_id] |= {part.mask_low, part.mask_high}
+    for instance, found in masks.items():
+        before = instances.get(instance)
+        if before is not None and before.uniform and len(found | before.masks) > 1:
+            return None
+    for chunk in chunks:
+        totals = days.setdefault(chunk.day, metering.UsageTotals())
+        _gauges_into(totals, chunk)
+        for part in chunk.instances:
+            instance = part.instance_id
+            before = instances.get(instance)
+            all_masks = masks[instance] | (before.masks if before else frozenset())
+            if len(all_masks) == 1:
+                deltas = part.deltas
+                if before is not None:  # against the instance's previous part
+                    counted = metering.counter_deltas(
+                        before.last.point(instance), part.first.point(instance)
+                    )
+                    deltas = tuple(a + b for a, b in zip(counted, deltas, strict=True))
+                _add_counters(totals, deltas)
+            if before is None:
+                instances[instance] = FoldedInstance(
+                    reports=part.reports,
+                    last_reported_at=part.last_reported_at,
+                    measured=part.measured,
+                    masks=frozenset(all_masks),
+                    first_day=chunk.day,
+                    first=part.first,
+                    last=part.last,
+                )
+            else:
+                instances[instance] = replace(
+                    before,
+                    reports=before.reports + part.reports,
+                    last_reported_at=max(before.last_reported_at, part.last_reported_at),
+                    measured=before.measured | part.measured,
+                    masks=frozenset(all_masks),
+                    last=part.last,
+                )
+    return Folded(
+        days=days,
+        instances=instances,
+        reports=(onto.reports if onto else 0) + sum(c.reports for c in chunks),
+    )
+
+
+def closed_window(
+    *,
+    customer: Customer,
+    rolled: date | None,
+    bounds: Sequence[tuple[int, int]],
+    window_start: int,
+    now: int,
+) -> ClosedWindow:
+    """The closed chunks `bounds` (the lead-in day's, if any, then the window's) put
+    together, from one cache entry while current, else from `cached_chunks` (and cached).
+
+    The entry keeps the number of reports of every chunk it was made of; reports are only
+    ever inserted into raw days, so it is current while one COUNT over its span finds as
+    many (the same check `cached_chunks` makes of its chunks, read before counting)."""
+    if not bounds:
+        return ClosedWindow(span_reports=0, known={}, folded=Folded({}, {}, 0))
+    span_start, span_end = bounds[0][0], bounds[-1][1]
+    key = window_key(customer, rolled, span_start, span_end)
+    found = cache.get(key)
+    if (
+        found is not None
+        and found.span_reports == _reports(customer.pk, span_start, span_end).count()
+    ):
+        return found
+    chunks = cached_chunks(customer=customer, rolled=rolled, bounds=bounds, now=now)
+    folded = fold([c for c in chunks if c.start >= window_start])
+    assert folded is not None  # noqa: S101 - folded onto nothing, never refused
+    closed = ClosedWindow(
+        span_reports=sum(c.reports for c in chunks),
+        known={
+            p.instance_id: p.last
+            for c in chunks
+            if c.start < window_start and c.end == window_start
+            for p in c.instances
+        },
+        folded=folded,
+    )
+    cache.set(key, closed, timeout=PARTIAL_TTL)
+    return closed
+
+
 def raw_window(
     *,
     customer: Customer,
@@ -498,74 +652,61 @@ def raw_window(
     if rolled is not None and lead_in < metering.day_start(rolled):
         lead_in = ws
     bounds = [(lo, min(lo + DAY, closed_end)) for lo in range(lead_in, closed_end, DAY)]
-    chunks = cached_chunks(customer=customer, rolled=rolled, bounds=bounds, now=until)
-    previous_day = [c for c in chunks if c.start < ws and c.end == ws]
-    window = [c for c in chunks if c.start >= ws]
+    closed = closed_window(
+        customer=customer, rolled=rolled, bounds=bounds, window_start=ws, now=until
+    )
     live_start = max(ws, closed_end)
+    live = []
     if live_start < we:
-        window += summarize(customer_pk=customer.pk, start=live_start, end=we, until=until)
+        live = summarize(customer_pk=customer.pk, start=live_start, end=we, until=until)
+    folded = fold(live, onto=closed.folded)
+    if folded is None:  # an instance measures other counters in the live part
+        chunks = cached_chunks(customer=customer, rolled=rolled, bounds=bounds, now=until)
+        folded = fold([c for c in chunks if c.start >= ws] + live)
+        assert folded is not None  # noqa: S101 - folded onto nothing, never refused
+    return _finished(folded, closed.known, ws, baselines, fallback)
 
-    days: dict[date, metering.UsageTotals] = {}
-    per_instance: dict[str, list[tuple[date, InstancePart]]] = defaultdict(list)
-    for chunk in window:
-        totals = days.setdefault(chunk.day, metering.UsageTotals())
-        totals.report_count += chunk.reports
-        g = chunk.gauges
-        totals.device_seconds += g.device_seconds
-        totals.storage_kb_seconds += g.storage_kb_seconds
-        totals.peak_active_devices = max(totals.peak_active_devices, g.peak_active_devices)
-        totals.peak_total_devices = max(totals.peak_total_devices, g.peak_total_devices)
-        totals.peak_storage_kb = max(totals.peak_storage_kb, g.peak_storage_kb)
-        for part in chunk.instances:
-            per_instance[part.instance_id].append((chunk.day, part))
-    days = {
-        day: t
-        for day, t in days.items()
-        if t.report_count or t.peak_active_devices or t.peak_total_devices or t.peak_storage_kb
-    }
 
-    known = {p.instance_id: p.last for c in previous_day for p in c.instances}
+def _finished(folded: Folded, known: dict[str, Edge], ws: int, baselines, fallback) -> RawWindow:
+    """The window's days with each instance's first delta against its baseline (the
+    lead-in day's last report, else `baselines`), and the instances that change what they
+    measure counted by `fallback`."""
+    days = {day: replace(t) for day, t in folded.days.items()}
     needed = {
         instance
-        for instance in per_instance
+        for instance in folded.instances
         if instance not in known or known[instance].counters.count(None)
     }
     before = baselines(needed, datetime.fromtimestamp(ws, tz=UTC)) if needed else {}
     for instance, edge in known.items():
         if instance not in needed:
             before[instance] = edge.point(instance)
-
-    for instance, parts in per_instance.items():
-        masks = {p.mask_low for _, p in parts} | {p.mask_high for _, p in parts}
-        if len(masks) > 1:  # measures different counters over the window: from its raw rows
+    for instance, state in folded.instances.items():
+        if not state.uniform:  # measures different counters over the window: from raw rows
             for day, totals in fallback(instance, before.get(instance)).items():
                 counted = [getattr(totals, name) for name in COUNTER_FIELDS]
                 if any(counted):  # on a day with the instance's reports
                     _add_counters(days[day], counted)
             continue
-        previous = before.get(instance)
-        for day, part in parts:
-            first = part.first.point(instance)
-            counted = metering.counter_deltas(previous, first)
-            _add_counters(days[day], [a + b for a, b in zip(counted, part.deltas, strict=True)])
-            previous = part.last.point(instance)
-
-    instances = []
-    for instance, parts in sorted(per_instance.items()):
-        measured = 0
-        for _, p in parts:
-            measured |= p.measured
-        instances.append(
-            InstanceWindow(
-                instance_id=instance,
-                reports=sum(p.reports for _, p in parts),
-                last_reported_at=max(p.last_reported_at for _, p in parts),
-                measured=frozenset(
-                    name for i, name in enumerate(MEASURED_FIELDS) if measured >> i & 1
-                ),
-            )
+        first = state.first.point(instance)
+        _add_counters(days[state.first_day], metering.counter_deltas(before.get(instance), first))
+    days = {
+        day: t
+        for day, t in days.items()
+        if t.report_count or t.peak_active_devices or t.peak_total_devices or t.peak_storage_kb
+    }
+    instances = [
+        InstanceWindow(
+            instance_id=instance,
+            reports=state.reports,
+            last_reported_at=state.last_reported_at,
+            measured=frozenset(
+                name for i, name in enumerate(MEASURED_FIELDS) if state.measured >> i & 1
+            ),
         )
-    return RawWindow(days=days, instances=instances, reports=sum(c.reports for c in window))
+        for instance, state in sorted(folded.instances.items())
+    ]
+    return RawWindow(days=days, instances=instances, reports=folded.reports)
 
 
 def _add_counters(totals: metering.UsageTotals, deltas: Iterable[int]) -> None:
