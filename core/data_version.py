@@ -14,6 +14,10 @@ transaction commits, so that nothing read before the commit survives it. A rollb
 only a needless reread. A write that does not pass through Django (psql by hand) is not
 seen: the copies' own lifetime bounds it (`customers.auth`).
 
+Within one HTTP request the version is read once (the first `current()`) and remembered
+until the request ends; a write in the request sets the new version it made. Outside
+requests (tasks, commands) each `current()` reads it.
+
 Without a shared cache (the embedded default's in-memory one is per process) there is no
 version: `current()` answers None and callers read the database.
 """
@@ -21,15 +25,28 @@ version: `current()` answers None and callers read the database.
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from collections.abc import Iterable
 
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
+from django.core.signals import request_finished, request_started
 from django.db import connections, transaction
 from django.db.backends.signals import connection_created
 
 CACHE_KEY = "data-version"
+_UNREAD = object()
+
+
+class _Request(threading.local):
+    """The version as this thread's current request read it (`_UNREAD` outside requests)."""
+
+    version: object = _UNREAD
+    inside = False
+
+
+_request = _Request()
 
 # Table -> columns whose writes do not change what is authorized (e.g. a key's last_used_at,
 # refreshed every few minutes by the key's own requests).
@@ -46,6 +63,15 @@ def shared() -> bool:
 def current() -> str | None:
     """The current version, or None when there is none to trust (no shared cache, or the
     cache is down): then callers read the database."""
+    if _request.inside and _request.version is not _UNREAD:
+        return _request.version  # type: ignore[return-value]
+    version = _read()
+    if _request.inside:
+        _request.version = version
+    return version
+
+
+def _read() -> str | None:
     if not shared():
         return None
     cache = caches["default"]
@@ -59,7 +85,22 @@ def current() -> str | None:
 def bump() -> None:
     """A new version: every copy read under an earlier one is out of date."""
     if shared():
-        caches["default"].set(CACHE_KEY, uuid.uuid4().hex, timeout=None)
+        version = uuid.uuid4().hex
+        caches["default"].set(CACHE_KEY, version, timeout=None)
+        if _request.inside:
+            _request.version = version
+
+
+def _request_start(**kwargs) -> None:
+    _request.inside, _request.version = True, _UNREAD
+
+
+def _request_end(**kwargs) -> None:
+    _request.inside, _request.version = False, _UNREAD
+
+
+request_started.connect(_request_start, dispatch_uid="core.data_version.start")
+request_finished.connect(_request_end, dispatch_uid="core.data_version.end")
 
 
 def watch(db_table: str, *, ignore_columns: Iterable[str] = ()) -> None:

@@ -5,9 +5,19 @@ tests/customers/test_held_keys.py), and a revocation still refuses the very next
 
 from __future__ import annotations
 
+import hashlib
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from config.cache import FailOpenRedisCache
+from core import data_version
+from customers.models import Customer
+from licensing.models import LicenseHistory
+from licensing.services import license_restore
 
 pytestmark = pytest.mark.django_db
 
@@ -54,3 +64,57 @@ def test_revoked_key_is_refused_at_once(signup):
     customer.client.post(f"/api/customers/{customer.id}/api-keys/rotate", format="json")
     # the old key was revoked by the rotation: the next request with it is refused
     assert customer.client.get(f"/api/licenses/{customer.id}").status_code == 401
+
+
+# ---- with the cache shared by every process (Redis): keys and licenses held per process
+
+
+def _fetch(customer):
+    response = customer.client.get(f"/api/licenses/{customer.id}")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_a_held_license_is_answered_until_something_changes(
+    signup, shared_cache, staff_client, django_capture_on_commit_callbacks
+):
+    customer = signup()
+    first = _fetch(customer)["license"]
+    assert _fetch(customer)["license"] == first
+    # when the license is revoked and the revocation lifted (each committed)
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(f"/api/licenses/{customer.id}/revoke", {"reason": "x"}, format="json")
+    with django_capture_on_commit_callbacks(execute=True):
+        license_restore(customer=Customer.objects.get(customer_id=customer.id), actor="test")
+    # then the next fetch is the fresh license the history lists last, not the held one
+    fresh = _fetch(customer)["license"]
+    assert fresh != first
+    latest = LicenseHistory.objects.filter(customer__customer_id=customer.id).latest("id")
+    assert latest.license_hash == hashlib.sha256(fresh.encode()).hexdigest()
+
+
+def test_a_held_license_due_for_re_signing_is_signed_anew(signup, shared_cache, monkeypatch):
+    customer = signup()
+    held = _fetch(customer)
+    # when the clock reaches the day before it expires
+    due = datetime.fromtimestamp(held["decoded"]["exp"], tz=UTC) - timedelta(hours=23)
+    monkeypatch.setattr(timezone, "now", lambda: due)
+    # then the fetch signs a new one (the subscription's period is what bounds it)
+    assert _fetch(customer)["license"] != held["license"]
+
+
+def test_a_request_reads_the_data_version_once(signup, shared_cache, monkeypatch):
+    customer = signup()
+    _fetch(customer)
+    reads = []
+    get = FailOpenRedisCache.get
+
+    def counted(self, key, *args, **kwargs):
+        reads.append(key)
+        return get(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(FailOpenRedisCache, "get", counted)
+    # when
+    _fetch(customer)
+    # then the version was read once, and the held license answered (no license read)
+    assert reads == [data_version.CACHE_KEY]
