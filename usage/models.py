@@ -43,7 +43,10 @@ class UsageReport(models.Model):
     of a report hits one of them and is answered as a duplicate without a second row.
     """
 
-    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="usage_reports")
+    # No index of its own: (customer, reported_at) and (customer, id) below lead with it.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.CASCADE, related_name="usage_reports", db_index=False
+    )
     instance_id = models.CharField(max_length=100)
     report_id = models.UUIDField(null=True, blank=True)
     # When the instance took the snapshot (client clock, whole seconds); server time if absent.
@@ -80,6 +83,9 @@ class UsageReport(models.Model):
         indexes = [
             models.Index(fields=["customer", "reported_at"], name="usage_report_cust_time_idx"),
             models.Index(fields=["reported_at"], name="usage_report_time_idx"),
+            # The customer's reports newer than an id in one probe: what tells a cached
+            # usage window that a report arrived since (usage/summaries.py, closed_window).
+            models.Index(fields=["customer", "id"], name="usage_report_cust_id_idx"),
         ]
 
     def __str__(self) -> str:

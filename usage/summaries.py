@@ -511,9 +511,14 @@ class ClosedWindow:
     span_reports: int  # reports of every chunk it was made of, the lead-in day's too
     known: dict[str, Edge]  # the lead-in day's last report of each instance
     folded: Folded
+    newest_id: int = 0  # the customer's newest report id when it was last checked
+    # PostgreSQL transactions (virtual ids) writing reports right after newest_id was read:
+    # one of them may still commit a report with a smaller id.
+    writers: tuple[str, ...] = ()
+    settled: bool = False  # every report it misses has an id above newest_id
 
 
-WINDOW_VERSION = 1
+WINDOW_VERSION = 2
 
 
 def window_key(customer: Customer, rolled: date | None, start: int, end: int) -> str:
@@ -596,19 +601,23 @@ def closed_window(
     """The closed chunks `bounds` (the lead-in day's, if any, then the window's) put
     together, from one cache entry while current, else from `cached_chunks` (and cached).
 
-    The entry keeps the number of reports of every chunk it was made of; reports are only
-    ever inserted into raw days, so it is current while one COUNT over its span finds as
-    many (the same check `cached_chunks` makes of its chunks, read before counting)."""
+    Reports are only ever inserted into raw days, and ids only grow: an entry is current
+    while none of its span's reports is missing from it. Once *settled* (see _settled), a
+    report can be missing only if the customer has a report newer than the entry's
+    `newest_id`: while it has none, one probe of the customer's newest id is the check.
+    Otherwise (a report came, anywhere: most are today's live ones) one COUNT over the
+    span tells (as `cached_chunks` checks its chunks) and settles the entry again."""
     if not bounds:
-        return ClosedWindow(span_reports=0, known={}, folded=Folded({}, {}, 0))
+        return ClosedWindow(span_reports=0, known={}, folded=Folded({}, {}, 0), settled=True)
     span_start, span_end = bounds[0][0], bounds[-1][1]
     key = window_key(customer, rolled, span_start, span_end)
-    found = cache.get(key)
-    if (
-        found is not None
-        and found.span_reports == _reports(customer.pk, span_start, span_end).count()
-    ):
-        return found
+    found = cache.get(key)  # read before checking: an entry is never newer than the check
+    if found is not None:
+        current = _current(customer, found, span_start, span_end)
+        if current is not None:
+            if current is not found:
+                cache.set(key, current, timeout=PARTIAL_TTL)
+            return current
     chunks = cached_chunks(customer=customer, rolled=rolled, bounds=bounds, now=now)
     folded = fold([c for c in chunks if c.start >= window_start])
     assert folded is not None  # noqa: S101 - folded onto nothing, never refused
@@ -622,8 +631,105 @@ def closed_window(
         },
         folded=folded,
     )
+    # Unsettled if a report came while it was made: the next check counts (and rebuilds).
+    closed = _settled(customer, closed, span_start, span_end, _newest_id(customer.pk)) or closed
     cache.set(key, closed, timeout=PARTIAL_TTL)
     return closed
+
+
+def _current(
+    customer: Customer, entry: ClosedWindow, span_start: int, span_end: int
+) -> ClosedWindow | None:
+    """`entry` if current, as it is or settled anew (a new value to cache); else None."""
+    newest = _newest_id(customer.pk)
+    if newest == entry.newest_id:
+        if entry.settled:
+            return entry
+        if _still_running(entry.writers):  # before the COUNT
+            return (
+                entry if _span_count(customer, span_start, span_end) == entry.span_reports else None
+            )
+        return _settled(customer, entry, span_start, span_end, newest, writers=())
+    return _settled(customer, entry, span_start, span_end, newest)
+
+
+def _settled(
+    customer: Customer,
+    entry: ClosedWindow,
+    span_start: int,
+    span_end: int,
+    newest: int,
+    writers: tuple[str, ...] | None = None,
+) -> ClosedWindow | None:
+    """`entry` with `newest_id` = `newest` (the customer's newest id, read before this),
+    if it misses none of the span's reports now; else None. Settled unless other
+    transactions are writing reports (`writers`, read now unless given: none).
+
+    Why that settles it: a report missing from the entry with an id up to `newest` was
+    either visible when `newest` was read (it is counted now), or was being written then
+    (its id drawn before `newest`'s, not committed yet): an INSERT takes its write lock
+    before it draws ids and holds it to the end, so its transaction is one of `writers`
+    or has committed (counted now). With no writer left, a COUNT that finds every report
+    of the entry means that from now on only reports with a larger id can be missing."""
+    if writers is None:
+        writers = _writers()
+    if _span_count(customer, span_start, span_end) != entry.span_reports:
+        return None
+    return replace(entry, newest_id=newest, writers=writers, settled=not writers)
+
+
+def _span_count(customer: Customer, span_start: int, span_end: int) -> int:
+    return _reports(customer.pk, span_start, span_end).count()
+
+
+def _newest_id(customer_pk: int) -> int:
+    """The customer's newest report id (one probe at the end of each partition's
+    (customer, id) index); 0 for none."""
+    newest = (
+        UsageReport.objects.filter(customer_id=customer_pk)
+        .order_by("-id")
+        .values_list("id", flat=True)
+        .first()
+    )
+    return newest or 0
+
+
+# The transactions other than this one holding a write lock on the reports table or one of
+# its partitions: an INSERT takes it before it draws its ids and keeps it until it ends.
+_WRITERS = """
+    SELECT coalesce(array_agg(DISTINCT lock.virtualtransaction), '{}') FROM pg_locks AS lock
+    WHERE lock.locktype = 'relation' AND lock.mode = 'RowExclusiveLock'
+      AND lock.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND lock.pid IS DISTINCT FROM pg_backend_pid()
+      AND lock.relation IN (
+          SELECT to_regclass(%(table)s)
+          UNION ALL SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass(%(table)s)
+      )
+"""
+# Whether any of those transactions is still running (each holds its own virtual id).
+_RUNNING = """
+    SELECT EXISTS (
+        SELECT 1 FROM pg_locks WHERE locktype = 'virtualxid' AND virtualxid = ANY(%s)
+    )
+"""
+
+
+def _writers() -> tuple[str, ...]:
+    """The PostgreSQL transactions writing reports now. SQLite has one writer at a time,
+    which draws ids above every committed one: none can commit a smaller id later."""
+    if connection.vendor != "postgresql":
+        return ()
+    with connection.cursor() as cursor:
+        cursor.execute(_WRITERS, {"table": UsageReport._meta.db_table})
+        return tuple(sorted(cursor.fetchone()[0]))
+
+
+def _still_running(writers: Sequence[str]) -> bool:
+    if not writers:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(_RUNNING, [list(writers)])
+        return bool(cursor.fetchone()[0])
 
 
 def raw_window(
