@@ -160,21 +160,25 @@ def usage_days(
     """The customer's usage per UTC day in [first_day, end_day): rolled-up days from
     UsageDaily, later days from raw reports (summed in SQL, see usage/summaries.py),
     exactly as metering.daily_usage computes them."""
-    return _usage_window(customer=customer, first_day=first_day, end_day=end_day)[0]
+    return _usage_window(
+        customer=customer, first_day=first_day, end_day=end_day, rolled=rolled_until()
+    )[0]
 
 
 def _usage_window(
-    *, customer: Customer, first_day: date, end_day: date
+    *, customer: Customer, first_day: date, end_day: date, rolled: date | None
 ) -> tuple[dict[date, metering.UsageTotals], summaries.RawWindow | None]:
-    """usage_days, and what the raw part knows of its reports (None: no raw days)."""
-    rolled = rolled_until()
+    """usage_days, and what the raw part knows of its reports (None: no raw days), with
+    `rolled` the roll-up cursor (rolled_until)."""
     boundary = rolled or first_day
-    days: dict[date, metering.UsageTotals] = {
-        row.day: metering.UsageTotals.of(row)
-        for row in UsageDaily.objects.filter(
-            customer=customer, day__gte=first_day, day__lt=min(end_day, boundary)
-        )
-    }
+    days: dict[date, metering.UsageTotals] = {}
+    if first_day < min(end_day, boundary):  # any rolled-up day in the window
+        days = {
+            row.day: metering.UsageTotals.of(row)
+            for row in UsageDaily.objects.filter(
+                customer=customer, day__gte=first_day, day__lt=min(end_day, boundary)
+            )
+        }
     raw_first = max(first_day, boundary)
     if raw_first >= end_day:
         return days, None
@@ -325,12 +329,15 @@ def usage_history(*, customer: Customer, days: int, today: date | None = None) -
     the raw reports (those not yet rolled up)."""
     today = today or timezone.now().astimezone(UTC).date()
     first_day, end_day = today - timedelta(days=days - 1), today + timedelta(days=1)
-    by_day, raw = _usage_window(customer=customer, first_day=first_day, end_day=end_day)
+    rolled = rolled_until()
+    by_day, raw = _usage_window(
+        customer=customer, first_day=first_day, end_day=end_day, rolled=rolled
+    )
     daily = [
         (day, by_day.get(day, metering.UsageTotals()))
         for day in (first_day + timedelta(days=n) for n in range(days))
     ]
-    raw_from = max(first_day, rolled_until() or first_day)
+    raw_from = max(first_day, rolled or first_day)
     raw_start = datetime.fromtimestamp(metering.day_start(raw_from), tz=UTC)
     raw_end = datetime.fromtimestamp(metering.day_start(end_day), tz=UTC)
     reports = UsageReport.objects.filter(
