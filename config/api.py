@@ -259,6 +259,15 @@ def page_parameters(items: str) -> list[OpenApiParameter]:
     ]
 
 
+def _window_commands(pipe, current: str, previous: str, timeout: int) -> None:
+    """The three commands that count a request (SET NX EX, INCR, GET), added to `pipe`."""
+    default = caches["default"]
+    key = default.make_and_validate_key(current)
+    pipe.set(key, 0, ex=timeout, nx=True)
+    pipe.incr(key)
+    pipe.get(default.make_and_validate_key(previous))
+
+
 def _window_counts(current: str, previous: str, timeout: int) -> tuple[int, int]:
     """Count one request in the `current` window and read the `previous` one's count.
 
@@ -269,11 +278,8 @@ def _window_counts(current: str, previous: str, timeout: int) -> tuple[int, int]
     default = caches["default"]
     backend = getattr(default, "_cache", None)
     if isinstance(default, RedisCache) and backend is not None:
-        key = default.make_and_validate_key(current)
-        pipe = backend.get_client(key, write=True).pipeline(transaction=False)
-        pipe.set(key, 0, ex=timeout, nx=True)
-        pipe.incr(key)
-        pipe.get(default.make_and_validate_key(previous))
+        pipe = backend.get_client(current, write=True).pipeline(transaction=False)
+        _window_commands(pipe, current, previous, timeout)
         _, count, before = pipe.execute()
         return int(count), int(before or 0)
     cache.add(current, 0, timeout)
@@ -301,23 +307,31 @@ class _WindowThrottle(throttling.SimpleRateThrottle):
     def get_rate(self):
         return getattr(settings, f"RATE_LIMIT_{self.scope.upper()}")
 
+    def _windows(self, key: str, now: float) -> tuple[str, str]:
+        index = int(now // self.duration)
+        return f"{key}:{index}", f"{key}:{index - 1}"
+
     def allow_request(self, request, view):
         if self.rate is None:
             return True
         self.key = self.get_cache_key(request, view)
         if self.key is None:
             return True
-        now = self.timer()
         window = self.duration
-        index = int(now // window)
-        elapsed = now - index * window
-        current, previous = f"{self.key}:{index}", f"{self.key}:{index - 1}"
-        try:
-            count, before = _window_counts(current, previous, timeout=2 * window + 1)
-        except redis.RedisError as exc:
-            # Fail open: a cache outage must not turn every request into an error.
-            warn_cache_down(exc)
-            return True
+        counted = getattr(request, "_counted_along", {}).pop(self.key, None)
+        if counted is not None:  # counted in the round trip that checked the held key
+            now, count, before = counted
+            current, _ = self._windows(self.key, now)
+        else:
+            now = self.timer()
+            current, previous = self._windows(self.key, now)
+            try:
+                count, before = _window_counts(current, previous, timeout=2 * window + 1)
+            except redis.RedisError as exc:
+                # Fail open: a cache outage must not turn every request into an error.
+                warn_cache_down(exc)
+                return True
+        elapsed = now - (now // window) * window
         estimate = before * (1 - elapsed / window) + count
         if estimate <= self.num_requests:
             return True
@@ -379,7 +393,28 @@ class CustomerRateThrottle(_WindowThrottle):
         customer = getattr(request.user, "customer", None)
         if customer is None:
             return None
-        return self.cache_format % {"scope": self.scope, "ident": customer.pk}
+        return self._customer_key(customer.pk)
+
+    def _customer_key(self, customer_pk: int) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": customer_pk}
+
+    def count_along(self, request, pipe, customer_pk: int):
+        """Add this request's count to `pipe`, the round trip in which a held customer key is
+        checked (customers.auth), so the limit costs no round trip of its own; the returned
+        function takes the answers (an iterator) and keeps them for `allow_request`."""
+        if self.rate is None:
+            return lambda answers: None
+        key, now = self._customer_key(customer_pk), self.timer()
+        current, previous = self._windows(key, now)
+        _window_commands(pipe, current, previous, timeout=2 * self.duration + 1)
+
+        def keep(answers) -> None:
+            _, count, before = next(answers), next(answers), next(answers)
+            if not hasattr(request, "_counted_along"):
+                request._counted_along = {}
+            request._counted_along[key] = (now, int(count), int(before or 0))
+
+        return keep
 
 
 class UsageRateThrottle(CustomerRateThrottle):

@@ -27,13 +27,19 @@ from __future__ import annotations
 import re
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
+import redis
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from django.core.signals import request_finished, request_started
 from django.db import connections, transaction
 from django.db.backends.signals import connection_created
+
+# Commands a caller adds to the round trip that reads the version (`current(along=...)`);
+# what it returns is handed their answers, in order.
+Along = Callable[[Any], Callable[[list], None]]
 
 CACHE_KEY = "data-version"
 _UNREAD = object()
@@ -60,21 +66,39 @@ def shared() -> bool:
     return isinstance(caches["default"], RedisCache)
 
 
-def current() -> str | None:
+def current(*, along: Along | None = None) -> str | None:
     """The current version, or None when there is none to trust (no shared cache, or the
-    cache is down): then callers read the database."""
+    cache is down): then callers read the database.
+
+    `along` adds Redis commands to the same round trip (a request's rate-limit counters), so
+    checking the version costs no round trip of its own; they run only if the version is
+    read now (not already read in this request) and the cache is up.
+    """
     if _request.inside and _request.version is not _UNREAD:
         return _request.version  # type: ignore[return-value]
-    version = _read()
+    version = _read(along)
     if _request.inside:
         _request.version = version
     return version
 
 
-def _read() -> str | None:
+def _read(along: Along | None = None) -> str | None:
     if not shared():
         return None
     cache = caches["default"]
+    backend = getattr(cache, "_cache", None)
+    if along is not None and backend is not None:
+        key = cache.make_and_validate_key(CACHE_KEY)
+        try:
+            pipe = backend.get_client(key).pipeline(transaction=False)
+            pipe.get(key)
+            answer = along(pipe)
+            stored, *answers = pipe.execute()
+        except redis.RedisError:
+            return None  # the cache is down: read the database
+        answer(answers)
+        if stored is not None:
+            return backend._serializer.loads(stored)
     version = cache.get(CACHE_KEY)
     if version is None:  # never set, or evicted/flushed: start a new one
         cache.add(CACHE_KEY, uuid.uuid4().hex, timeout=None)

@@ -16,7 +16,9 @@ import hmac
 import pickle
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from rest_framework import authentication, exceptions, permissions
@@ -106,6 +108,7 @@ class _Held:
     version: str
     until: float  # time.monotonic()
     key: bytes  # the pickled CustomerApiKey with its customer, subscription and revocation
+    customer_pk: int  # a key's customer never changes
 
 
 _held: dict[str, _Held] = {}
@@ -117,7 +120,9 @@ def held_keys_clear() -> None:
         _held.clear()
 
 
-def customer_key_lookup(raw_key: str) -> CustomerApiKey | None:
+def customer_key_lookup(
+    raw_key: str, *, count_along: Callable[[Any, int], Callable] | None = None
+) -> CustomerApiKey | None:
     """The live key for a presented secret, with its customer, subscription and revocation.
 
     Held per process, by the secret's digest, while the shared data version it was read
@@ -125,26 +130,37 @@ def customer_key_lookup(raw_key: str) -> CustomerApiKey | None:
     revocation refuses the very next request) and for at most API_KEY_CACHE_SECONDS. Each
     request gets its own copy (unpickled), so nothing a request changes reaches another.
     Unknown secrets are not held: each one is looked up.
+
+    `count_along(pipe, customer_pk)` adds the request's rate-limit counting to the round
+    trip that reads the version, for a key held here (its customer is known before the
+    check: a key never changes customer).
     """
     seconds = settings.API_KEY_CACHE_SECONDS
-    version = data_version.current() if seconds else None
+    digest = credentials.key_digest(raw_key)
+    held = _held.get(digest)
+    along = None
+    if held is not None and count_along is not None:
+        customer_pk = held.customer_pk
+        along = lambda pipe: count_along(pipe, customer_pk)  # noqa: E731
+    version = data_version.current(along=along) if seconds else None
     if version is None:
         return credentials.hashed_key_lookup(
             model=CustomerApiKey, raw_key=raw_key, related=CUSTOMER_RELATED
         )
-    digest = credentials.key_digest(raw_key)
-    held = _held.get(digest)
     now = time.monotonic()
     if held is not None and held.version == version and held.until > now:
         api_key = pickle.loads(held.key)  # noqa: S301 - pickled by this process, below
         if credentials.last_used_refresh(api_key):  # not a change of the data version
-            _hold(digest, _Held(version, held.until, pickle.dumps(api_key)))
+            _hold(digest, _Held(version, held.until, pickle.dumps(api_key), held.customer_pk))
         return api_key
     api_key = credentials.hashed_key_lookup(
         model=CustomerApiKey, raw_key=raw_key, related=CUSTOMER_RELATED
     )
-    if api_key is not None:
-        _hold(digest, _Held(version, now + seconds, pickle.dumps(api_key)))
+    if api_key is None:  # revoked (or gone): its requests are no longer counted along
+        with _held_lock:
+            _held.pop(digest, None)
+    else:
+        _hold(digest, _Held(version, now + seconds, pickle.dumps(api_key), api_key.customer_id))
     return api_key
 
 
@@ -155,6 +171,27 @@ def _hold(digest: str, held: _Held) -> None:
         _held[digest] = held
 
 
+def _throttles_along(request) -> Callable[[Any, int], Callable] | None:
+    """The view's per-customer rate limits that can count in the held key's round trip
+    (a throttle with `count_along`, config/api.py), as one `count_along` for the lookup."""
+    view = (getattr(request, "parser_context", None) or {}).get("view")
+    throttles = [t for t in view.get_throttles() if hasattr(t, "count_along")] if view else []
+    if not throttles:
+        return None
+
+    def count_along(pipe, customer_pk: int):
+        keeps = [t.count_along(request, pipe, customer_pk) for t in throttles]
+
+        def answer(answers: list) -> None:
+            remaining = iter(answers)
+            for keep in keeps:
+                keep(remaining)
+
+        return answer
+
+    return count_along
+
+
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     header = "HTTP_X_API_KEY"
 
@@ -162,7 +199,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         raw_key = request.META.get(self.header)
         if raw_key is None:
             return None
-        api_key = customer_key_lookup(raw_key.strip())
+        api_key = customer_key_lookup(raw_key.strip(), count_along=_throttles_along(request))
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         return CustomerPrincipal(api_key.customer, api_key), api_key

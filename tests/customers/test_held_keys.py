@@ -10,6 +10,7 @@ import pytest
 from django.db import connection, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
 
 from core import data_version
 from customers import auth
@@ -221,3 +222,22 @@ def test_a_key_read_while_its_revocation_commits_is_not_kept(signup, shared_cach
 )
 def test_which_statements_change_the_version(sql, changes):
     assert data_version.changes_watched(sql) is changes
+
+
+def test_a_revoked_keys_requests_do_not_use_up_its_customers_rate_limit(
+    signup, shared_cache, settings
+):
+    settings.RATE_LIMIT_CUSTOMER = "5/h"
+    customer = signup()
+    old_client = customer.client
+    assert _license(customer).status_code == 200  # 1, and the key is held
+    rotated = old_client.post(f"/api/customers/{customer.id}/api-keys/rotate", format="json")
+    assert rotated.status_code in (200, 201)  # 2
+    # when an instance keeps sending the revoked key
+    for _ in range(10):
+        assert old_client.get(f"/api/licenses/{customer.id}").status_code == 401
+    # then at most the first of those was counted (it was held here), and the new key still
+    # has the rest of the limit
+    new_client = APIClient(HTTP_X_API_KEY=rotated.json()["api_key"])
+    answers = [new_client.get(f"/api/licenses/{customer.id}").status_code for _ in range(2)]
+    assert answers == [200, 200]

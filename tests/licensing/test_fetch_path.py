@@ -9,12 +9,11 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from config.cache import FailOpenRedisCache
-from core import data_version
 from customers.models import Customer
 from licensing.models import LicenseHistory
 from licensing.services import license_restore
@@ -103,18 +102,24 @@ def test_a_held_license_due_for_re_signing_is_signed_anew(signup, shared_cache, 
     assert _fetch(customer)["license"] != held["license"]
 
 
-def test_a_request_reads_the_data_version_once(signup, shared_cache, monkeypatch):
+def test_an_unchanged_fetch_is_one_redis_round_trip(signup, shared_cache, monkeypatch):
     customer = signup()
     _fetch(customer)
-    reads = []
-    get = FailOpenRedisCache.get
+    trips = []
+    execute, command = redis.client.Pipeline.execute, redis.Redis.execute_command
 
-    def counted(self, key, *args, **kwargs):
-        reads.append(key)
-        return get(self, key, *args, **kwargs)
+    def pipeline(pipe, *args, **kwargs):
+        trips.append([c[0][0] for c in pipe.command_stack])
+        return execute(pipe, *args, **kwargs)
 
-    monkeypatch.setattr(FailOpenRedisCache, "get", counted)
+    def single(client, *args, **kwargs):
+        trips.append([args[0]])
+        return command(client, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", pipeline)
+    monkeypatch.setattr(redis.Redis, "execute_command", single)
     # when
     _fetch(customer)
-    # then the version was read once, and the held license answered (no license read)
-    assert reads == [data_version.CACHE_KEY]
+    # then the data version and the rate limit's counting went in one pipeline, and the
+    # held license was answered (no read of the license cache)
+    assert trips == [["GET", "SET", "INCRBY", "GET"]]
