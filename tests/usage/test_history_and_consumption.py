@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from subscriptions.models import Subscription
 from tests.usage.helpers import now_s, report_body
@@ -87,9 +88,12 @@ def test_history_days_out_of_range_is_400(instance, days):
     assert "days" in response.json()["details"]
 
 
-def test_consumption_shows_overage_in_the_subscription_period(instance, staff_client):
-    # given a professional subscription (maxDevices 50, 100 GB, 1M calls) in its period
+def test_consumption_shows_overage_in_the_subscription_period(instance, staff_client, monkeypatch):
+    # given a professional subscription (maxDevices 50, 100 GB, 1M calls) in its period,
+    # and a clock that stands still: the live hour's gauges count up to now, so two reads
+    # in different seconds would differ
     now = now_s()
+    monkeypatch.setattr(timezone, "now", lambda: now)
     Subscription.objects.filter(customer__customer_id=instance.customer_id).update(
         plan="professional",
         status="active",
