@@ -32,6 +32,7 @@ Every query filters by customer (see docs/scaling.md).
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,8 +40,8 @@ from datetime import UTC, date, datetime
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import BigIntegerField, Count, F, Func, QuerySet, Value
-from django.db.models.functions import Cast, Coalesce, Round, TruncDate
+from django.db.models import Count, QuerySet
+from django.db.models.functions import TruncDate
 from django.utils.dateparse import parse_datetime
 
 from customers.models import Customer
@@ -60,29 +61,22 @@ MEASURED_FIELDS = (*COUNTER_FIELDS, "postgres_size_mb", "postgres_row_count")
 ALL_COUNTERS = (1 << len(COUNTER_FIELDS)) - 1
 
 
-class Epoch(Func):
-    """Whole seconds since 1970 (UTC), rounded down, as metering counts time."""
-
-    output_field = BigIntegerField()
-    template = "floor(extract(epoch FROM %(expressions)s))::bigint"
-
-    def as_sqlite(self, compiler, conn, **extra):
-        return self.as_sql(
-            compiler,
-            conn,
-            # '%%%%' is one '%' in the executed statement (placeholders are %s there).
-            template="CAST(strftime('%%%%s', %(expressions)s) AS INTEGER)",
-            **extra,
-        )
+def _epoch(column: str, vendor: str) -> str:
+    """Whole seconds since 1970 (UTC) of `column`, rounded down, as metering counts time."""
+    if vendor == "sqlite":
+        # '%%' is one '%' in the executed statement (placeholders are %s there).
+        return f"CAST(strftime('%%s', {column}) AS INTEGER)"
+    return f"floor(extract(epoch FROM {column}))::bigint"
 
 
-def storage_kb():
+def _storage_kb(column: str, vendor: str) -> str:
     """postgres_size_mb in kB (exact: the column has three decimals), 0 when absent."""
-    return Coalesce(
-        Cast(Round(F("postgres_size_mb") * Value(1000)), BigIntegerField()),
-        Value(0),
-        output_field=BigIntegerField(),
-    )
+    if vendor == "sqlite":  # as Django casts a decimal there
+        return (
+            f"COALESCE(CAST((CAST(ROUND((CAST(({column} * 1000) AS NUMERIC)), 0) AS NUMERIC)) "
+            f"AS bigint), 0)"
+        )
+    return f"COALESCE((ROUND(({column} * 1000), 0))::bigint, 0)"
 
 
 # --------------------------------------------------------------------------- chunks
@@ -166,17 +160,50 @@ def _reports(customer_pk: int, start: int, end: int) -> QuerySet[UsageReport]:
     ).order_by()
 
 
-def _sql(queryset: QuerySet) -> tuple[str, list]:
-    sql, params = queryset.query.sql_with_params()
-    return sql, list(params)
+# The statements read on every history and consumption (the live hour's two summaries, the
+# newest-id probe) are SQL text built once per process from the model's _meta: building
+# them through the ORM took half of a cached read. Per call only their parameters are made.
 
 
-def _parts_sql(customer_pk: int, start: int, end: int, day0: int) -> tuple[str, list]:
-    """Per (instance, day) of the reports in [start, end): see InstancePart."""
-    inner, params = _sql(
-        _reports(customer_pk, start, end)
-        .annotate(at=Epoch("reported_at"), st=Epoch("started_at"))
-        .values("id", "instance_id", "reported_at", "at", "st", *MEASURED_FIELDS)
+def _reports_select(vendor: str, names: Sequence[str]) -> str:
+    """SELECT `names` (model fields, or `at`/`st`: reported_at/started_at in epoch seconds,
+    `kb`: postgres_size_mb in kB) of one customer's reports in a time range; its
+    parameters are those of `_range_params`."""
+    opts = UsageReport._meta
+    quote = connection.ops.quote_name
+    table = quote(opts.db_table)
+
+    def column(name: str) -> str:
+        return f"{table}.{quote(opts.get_field(name).column)}"
+
+    computed = {
+        "at": _epoch(column("reported_at"), vendor),
+        "st": _epoch(column("started_at"), vendor),
+        "kb": _storage_kb(column("postgres_size_mb"), vendor),
+    }
+    selected = ", ".join(f"{computed.get(name) or column(name)} AS {quote(name)}" for name in names)
+    return (
+        f"SELECT {selected} FROM {table} "  # noqa: S608 - names from _meta
+        f"WHERE ({column('customer')} = %s AND {column('reported_at')} >= %s "
+        f"AND {column('reported_at')} < %s)"
+    )
+
+
+def _range_params(customer_pk: int, start: int, end: int) -> list:
+    """The parameters of `_reports_select`: the customer's reports in [start, end)."""
+    adapt = connection.ops.adapt_datetimefield_value
+    return [
+        customer_pk,
+        adapt(datetime.fromtimestamp(start, tz=UTC)),
+        adapt(datetime.fromtimestamp(end, tz=UTC)),
+    ]
+
+
+@functools.cache
+def _parts_statement(vendor: str) -> str:
+    """See _parts_sql."""
+    inner = _reports_select(
+        vendor, ("id", "instance_id", "reported_at", "at", "st", *MEASURED_FIELDS)
     )
     counters = COUNTER_FIELDS
     lags = ", ".join(f"lag({c}) OVER win AS p_{c}" for c in counters)
@@ -199,7 +226,7 @@ def _parts_sql(customer_pk: int, start: int, end: int, day0: int) -> tuple[str, 
         f"WHEN p_{c} IS NULL THEN {c} ELSE {c} - p_{c} END)"
         for c in counters
     )
-    sql = f"""
+    return f"""
         WITH r AS ({inner}),
         w AS (SELECT r.*, (at - %s) / {DAY} AS d, {mask} AS cm FROM r),
         x AS (
@@ -213,23 +240,22 @@ def _parts_sql(customer_pk: int, start: int, end: int, day0: int) -> tuple[str, 
                {edge("k = 1")}, {edge("nat IS NULL")}, {deltas}
         FROM y GROUP BY instance_id, d
     """  # noqa: S608 - column names from the model, values are parameters
-    return sql, [*params, day0]
 
 
-def _gauges_sql(customer_pk: int, start: int, end: int, day0: int, until: int) -> tuple[str, list]:
-    """Per day of [start, end): gauge integrals and peaks of the customer's summed gauges
-    (kind 0); and the reports before each day's start in the range whose gauges hold into
-    it (kind 1: boundary, id). Reports from CAP before `start` are read for that."""
-    inner, params = _sql(
-        _reports(customer_pk, start - CAP, end)
-        .annotate(at=Epoch("reported_at"), kb=storage_kb())
-        .values("id", "instance_id", "reported_at", "at", "active_devices", "total_devices", "kb")
+def _parts_sql(customer_pk: int, start: int, end: int, day0: int) -> tuple[str, list]:
+    """Per (instance, day) of the reports in [start, end): see InstancePart."""
+    return _parts_statement(connection.vendor), [*_range_params(customer_pk, start, end), day0]
+
+
+@functools.cache
+def _gauges_statement(vendor: str, marks: int) -> str:
+    """See _gauges_sql; `marks`: how many day boundaries (the range's start and end too)."""
+    inner = _reports_select(
+        vendor, ("id", "instance_id", "reported_at", "at", "active_devices", "total_devices", "kb")
     )
-    gauge_end = max(start, min(end, until))
-    marks = [start, *range(day0 + DAY, end, DAY), end]
-    marks_sql = " UNION ALL ".join(["SELECT CAST(%s AS BIGINT), 0, 0, 0"] * len(marks))
+    marks_sql = " UNION ALL ".join(["SELECT CAST(%s AS BIGINT), 0, 0, 0"] * marks)
     next_midnight = f"(%s + ((at - %s) / {DAY} + 1) * {DAY})"
-    sql = f"""
+    return f"""
         WITH r AS ({inner}),
         q AS (
             SELECT id, at, active_devices AS va, total_devices AS vt, kb AS vk,
@@ -260,8 +286,16 @@ def _gauges_sql(customer_pk: int, start: int, end: int, day0: int, until: int) -
         SELECT 1, CASE WHEN at < %s THEN %s ELSE {next_midnight} END, id, 0, 0, 0, 0
         FROM g WHERE s < e AND (at < %s OR {next_midnight} < e)
     """  # noqa: S608 - column names from the model, values are parameters
-    return sql, [
-        *params,
+
+
+def _gauges_sql(customer_pk: int, start: int, end: int, day0: int, until: int) -> tuple[str, list]:
+    """Per day of [start, end): gauge integrals and peaks of the customer's summed gauges
+    (kind 0); and the reports before each day's start in the range whose gauges hold into
+    it (kind 1: boundary, id). Reports from CAP before `start` are read for that."""
+    gauge_end = max(start, min(end, until))
+    marks = [start, *range(day0 + DAY, end, DAY), end]
+    return _gauges_statement(connection.vendor, len(marks)), [
+        *_range_params(customer_pk, start - CAP, end),
         start,
         start,
         gauge_end,
@@ -682,16 +716,28 @@ def _span_count(customer: Customer, span_start: int, span_end: int) -> int:
     return _reports(customer.pk, span_start, span_end).count()
 
 
+@functools.cache
+def _newest_id_statement(vendor: str) -> str:
+    opts = UsageReport._meta
+    quote = connection.ops.quote_name
+    table, id_, customer = (
+        quote(opts.db_table),
+        quote(opts.pk.column),
+        quote(opts.get_field("customer").column),
+    )
+    return (
+        f"SELECT {table}.{id_} FROM {table} WHERE {table}.{customer} = %s "  # noqa: S608 - _meta
+        f"ORDER BY {table}.{id_} DESC LIMIT 1"
+    )
+
+
 def _newest_id(customer_pk: int) -> int:
     """The customer's newest report id (one probe at the end of each partition's
     (customer, id) index); 0 for none."""
-    newest = (
-        UsageReport.objects.filter(customer_id=customer_pk)
-        .order_by("-id")
-        .values_list("id", flat=True)
-        .first()
-    )
-    return newest or 0
+    with connection.cursor() as cursor:
+        cursor.execute(_newest_id_statement(connection.vendor), [customer_pk])
+        row = cursor.fetchone()
+    return row[0] if row else 0
 
 
 # The transactions other than this one holding a write lock on the reports table or one of
