@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,9 +43,24 @@ from usage.models import (
 )
 
 
+@functools.cache
+def _rolled_until_statement() -> str:
+    """Built once per process from _meta (through the ORM it cost more than the read)."""
+    opts = UsageRollupCursor._meta
+    quote = connection.ops.quote_name
+    table = quote(opts.db_table)
+    return (
+        f"SELECT {quote(opts.get_field('rolled_until').column)} FROM {table} "  # noqa: S608 - _meta
+        f"WHERE {quote(opts.pk.column)} = %s"
+    )
+
+
 def rolled_until() -> date | None:
     """Days before this are in UsageDaily; None before the first roll-up."""
-    return UsageRollupCursor.objects.filter(id=1).values_list("rolled_until", flat=True).first()
+    with connection.cursor() as cursor:
+        cursor.execute(_rolled_until_statement(), [1])
+        row = cursor.fetchone()
+    return row[0] if row else None  # a date on both backends (a DATE column)
 
 
 def raw_points(
