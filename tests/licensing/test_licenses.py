@@ -190,7 +190,8 @@ def test_rotation_keeps_old_licenses_valid_until_retired(
     assert new_kid == kids[0]
     assert verify.verify_license(new_token, keys)
 
-    call_command("rotate_license_key", "--retire", old_kid)
+    # `=`: a key id is base64url and may begin with "-" (a separate argument would be an option)
+    call_command("rotate_license_key", f"--retire={old_kid}")
     keys_after = verify.keys_from_jwks(api_client.get("/.well-known/jwks.json").json())
     with pytest.raises(verify.LicenseError, match="Unknown key id"):
         verify.verify_license(old_token, keys_after)

@@ -9,11 +9,16 @@ class Command(BaseCommand):
     help = (
         "Make a new license signing key. The old public key stays published in "
         "/.well-known/jwks.json, so licenses it signed keep verifying until you retire it "
-        "with --retire KID (after every instance has fetched a license signed with the new key)."
+        "with --retire=KID (after every instance has fetched a license signed with the new key)."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--retire", metavar="KID", help="Stop publishing this old key id.")
+        parser.add_argument(
+            "--retire",
+            metavar="KID",
+            help="Stop publishing this old key id. Write it as --retire=KID: a key id may begin "
+            "with '-', which a separate argument would take for an option.",
+        )
         parser.add_argument("--list", action="store_true", help="List the key ids that verify.")
 
     def handle(self, *args, **options):
