@@ -2,20 +2,30 @@
 
 Processes may keep copies of such data (a customer key's principal: the key, its customer,
 subscription and revocation) as long as the version they were read under is still the
-current one. Every INSERT, UPDATE or DELETE that Django sends to a watched table changes the
+current one. Every statement Django sends that writes to a watched table changes the
 version, whatever code sent it (the ORM's `save()`, a queryset's `update()` or `delete()`,
 raw SQL through Django's cursor, the admin, a migration): the check sits on the database
-connection (an execute wrapper), so a write path added later cannot forget it.
+connection (an execute wrapper), so a write path added later cannot forget it. Any statement
+that is not a plain SELECT and names a watched table counts, quoted or not; the one write
+that does not is an UPDATE that sets only ignored columns to parameters (a key's
+last_used_at).
 
-The version changes twice per write: when the statement has run, so that this process and
-any other rereads the rows (a read inside the writer's transaction sees the new rows; one
-outside it rereads the old ones and keeps them under that version), and again when the
-transaction commits, so that nothing read before the commit survives it. A rollback leaves
-only a needless reread. A write that does not pass through Django (psql by hand) is not
-seen: the copies' own lifetime bounds it (`customers.auth`).
+The version changes twice per write: when the statement has run it becomes *pending* (for
+at most PENDING_SECONDS), and nothing is kept while it is: this process and every other read
+the database; when the transaction commits it becomes a new settled version, so nothing read
+before the commit survives it. If the commit's change is lost (an earlier on-commit hook
+failed, the process died), the pending version expires and a new one starts. A rollback
+leaves only needless reads.
+
+When Redis cannot be reached, nothing is kept (`current()` answers None and callers read the
+database), and the process does not trust what it kept before: its own versions carry a
+count of the outages it has seen. A change of the version that failed is made again at the
+next chance. A write that does not pass through Django (psql by hand) is not seen: the
+copies' own lifetime bounds it (`customers.auth`), as it bounds a write made while Redis was
+unreachable from a process that has not noticed the outage.
 
 Within one HTTP request the version is read once (the first `current()`) and remembered
-until the request ends; a write in the request sets the new version it made. Outside
+until the request ends; a write in the request makes it pending for the rest of it. Outside
 requests (tasks, commands) each `current()` reads it.
 
 Without a shared cache (the embedded default's in-memory one is per process) there is no
@@ -54,11 +64,28 @@ class _Request(threading.local):
 
 _request = _Request()
 
+PENDING = "pending:"
+PENDING_SECONDS = 30
+
 # Table -> columns whose writes do not change what is authorized (e.g. a key's last_used_at,
 # refreshed every few minutes by the key's own requests).
 _watched: dict[str, frozenset[str]] = {}
-_WRITE = re.compile(r'\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"([^"]+)"', re.IGNORECASE)
+_tables: re.Pattern | None = None  # any watched table's name, as a word
+_COMMENTS = re.compile(r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*", re.DOTALL)
+_PARAMETER_UPDATE = re.compile(
+    r'UPDATE\s+"(?P<table>[^"]+)"\s+SET\s+'
+    r'(?P<set>"[^"]+"\s*=\s*%s(?:\s*,\s*"[^"]+"\s*=\s*%s)*)\s+WHERE\s',
+    re.IGNORECASE,
+)
 _SET_COLUMNS = re.compile(r'"([^"]+)"\s*=')
+
+
+class _Process:
+    outages = 0  # Redis errors this process has seen: part of every version it reads
+    owed = False  # a change of the version failed and is to be made again
+
+
+_process = _Process()
 
 
 def shared() -> bool:
@@ -67,8 +94,8 @@ def shared() -> bool:
 
 
 def current(*, along: Along | None = None) -> str | None:
-    """The current version, or None when there is none to trust (no shared cache, or the
-    cache is down): then callers read the database.
+    """The current version, or None when there is none to trust (no shared cache, the cache
+    is down, or a write is pending): then callers read the database and keep nothing.
 
     `along` adds Redis commands to the same round trip (a request's rate-limit counters), so
     checking the version costs no round trip of its own; they run only if the version is
@@ -82,37 +109,69 @@ def current(*, along: Along | None = None) -> str | None:
     return version
 
 
-def _read(along: Along | None = None) -> str | None:
-    if not shared():
-        return None
+def _client():
+    """The shared cache's Redis client and the version's key there (None off Redis)."""
     cache = caches["default"]
     backend = getattr(cache, "_cache", None)
-    if along is not None and backend is not None:
-        key = cache.make_and_validate_key(CACHE_KEY)
-        try:
-            pipe = backend.get_client(key).pipeline(transaction=False)
+    if not isinstance(cache, RedisCache) or backend is None:
+        return None, None
+    key = cache.make_and_validate_key(CACHE_KEY)
+    return backend.get_client(key, write=True), key
+
+
+def _read(along: Along | None = None) -> str | None:
+    client, key = _client()
+    if client is None:
+        return None
+    try:
+        if _process.owed:
+            _set(client, key, uuid.uuid4().hex)
+        if along is not None:
+            pipe = client.pipeline(transaction=False)
             pipe.get(key)
             answer = along(pipe)
             stored, *answers = pipe.execute()
-        except redis.RedisError:
-            return None  # the cache is down: read the database
-        answer(answers)
-        if stored is not None:
-            return backend._serializer.loads(stored)
-    version = cache.get(CACHE_KEY)
-    if version is None:  # never set, or evicted/flushed: start a new one
-        cache.add(CACHE_KEY, uuid.uuid4().hex, timeout=None)
-        version = cache.get(CACHE_KEY)
-    return version
+            answer(answers)
+        else:
+            stored = client.get(key)
+        if stored is None:  # never set, or evicted/flushed: start a new one
+            client.set(key, uuid.uuid4().hex, nx=True)
+            stored = client.get(key)
+    except redis.RedisError:
+        _process.outages += 1
+        return None
+    if stored is None:
+        return None
+    version = stored.decode()
+    if version.startswith(PENDING):
+        return None
+    return f"{version}.{_process.outages}"
+
+
+def _set(client, key: str, version: str, *, seconds: int | None = None) -> None:
+    client.set(key, version, ex=seconds)
+    _process.owed = False
+
+
+def _change(*, pending: bool) -> None:
+    client, key = _client()
+    if client is None:
+        return
+    if _request.inside:  # nothing more is kept in this request
+        _request.version = None
+    try:
+        if pending:
+            _set(client, key, PENDING + uuid.uuid4().hex, seconds=PENDING_SECONDS)
+        else:
+            _set(client, key, uuid.uuid4().hex)
+    except redis.RedisError:
+        _process.outages += 1
+        _process.owed = True
 
 
 def bump() -> None:
-    """A new version: every copy read under an earlier one is out of date."""
-    if shared():
-        version = uuid.uuid4().hex
-        caches["default"].set(CACHE_KEY, version, timeout=None)
-        if _request.inside:
-            _request.version = version
+    """A new settled version: every copy read under an earlier one is out of date."""
+    _change(pending=False)
 
 
 def _request_start(**kwargs) -> None:
@@ -129,30 +188,38 @@ request_finished.connect(_request_end, dispatch_uid="core.data_version.end")
 
 def watch(db_table: str, *, ignore_columns: Iterable[str] = ()) -> None:
     """Writes to `db_table` change the version (except UPDATEs of `ignore_columns` only)."""
+    global _tables
     _watched[db_table] = frozenset(ignore_columns)
+    names = "|".join(re.escape(name) for name in sorted(_watched, key=len, reverse=True))
+    _tables = re.compile(rf"\b(?:{names})\b", re.IGNORECASE)
     connection_created.connect(_install, dispatch_uid="core.data_version")
     for connection in connections.all(initialized_only=True):  # opened before this call
         _install(None, connection)
 
 
 def changes_watched(sql: str) -> bool:
-    """Whether the statement writes to a watched table (what the execute wrapper asks)."""
-    match = _WRITE.match(sql)
-    if match is None or match.group(1) not in _watched:
+    """Whether the statement may write to a watched table (what the execute wrapper asks):
+    any statement but a plain SELECT that names one, except an UPDATE setting only that
+    table's ignored columns to parameters."""
+    if _tables is None:
         return False
-    ignored = _watched[match.group(1)]
-    if ignored and sql.lstrip()[:6].upper() == "UPDATE":
-        assignments = sql.split(" SET ", 1)[-1].split(" WHERE ", 1)[0]
-        columns = set(_SET_COLUMNS.findall(assignments))
-        return not columns or not columns <= ignored
+    statement = sql[_COMMENTS.match(sql).end() :]
+    if statement[:6].upper() == "SELECT" or _tables.search(statement) is None:
+        return False
+    update = _PARAMETER_UPDATE.match(statement)
+    if update is not None and update.group("table") in _watched:
+        ignored = _watched[update.group("table")]
+        columns = set(_SET_COLUMNS.findall(update.group("set")))
+        if columns <= ignored:  # its WHERE only chooses rows: it writes nothing else
+            return False
     return True
 
 
 def _wrapper(execute, sql, params, many, context):
     result = execute(sql, params, many, context)
     if isinstance(sql, str) and changes_watched(sql):
-        bump()
-        transaction.on_commit(bump, using=context["connection"].alias)
+        _change(pending=True)
+        transaction.on_commit(bump, using=context["connection"].alias, robust=True)
     return result
 
 

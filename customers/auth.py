@@ -143,12 +143,8 @@ def customer_key_lookup(
         customer_pk = held.customer_pk
         along = lambda pipe: count_along(pipe, customer_pk)  # noqa: E731
     version = data_version.current(along=along) if seconds else None
-    if version is None:
-        return credentials.hashed_key_lookup(
-            model=CustomerApiKey, raw_key=raw_key, related=CUSTOMER_RELATED
-        )
     now = time.monotonic()
-    if held is not None and held.version == version and held.until > now:
+    if version is not None and held is not None and held.version == version and held.until > now:
         api_key = pickle.loads(held.key)  # noqa: S301 - pickled by this process, below
         if credentials.last_used_refresh(api_key):  # not a change of the data version
             _hold(digest, _Held(version, held.until, pickle.dumps(api_key), held.customer_pk))
@@ -159,7 +155,7 @@ def customer_key_lookup(
     if api_key is None:  # revoked (or gone): its requests are no longer counted along
         with _held_lock:
             _held.pop(digest, None)
-    else:
+    elif version is not None:
         _hold(digest, _Held(version, now + seconds, pickle.dumps(api_key), api_key.customer_id))
     return api_key
 

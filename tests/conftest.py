@@ -127,6 +127,18 @@ def signup(api_client, db):
 
 
 @pytest.fixture
+def signup_committed(signup, django_capture_on_commit_callbacks):
+    """`signup`, with its transaction's commit hooks run: the data version settles, as after
+    a real signup (inside a test's transaction a write leaves it pending)."""
+
+    def _signup(**fields):
+        with django_capture_on_commit_callbacks(execute=True):
+            return signup(**fields)
+
+    return _signup
+
+
+@pytest.fixture
 def stripe_sim(live_server, settings):
     """A local Stripe (the simulator) over real HTTP: the app calls it with the `stripe`
     library, and it sends signed webhooks to the live app server."""

@@ -30,11 +30,12 @@ def redis_cache(settings):
 
 
 def test_a_rate_limited_request_counts_in_one_pipelined_round_trip(
-    db, redis_cache, settings, monkeypatch
+    db, redis_cache, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
     # given a customer instance and its rate limit of 2 reports an hour, counted on Redis
     settings.RATE_LIMIT_USAGE = "2/h"
-    instance = Instance()
+    with django_capture_on_commit_callbacks(execute=True):  # committed: the version settles
+        instance = Instance()
     client = instance.client
     pipelines = []
     execute = redis.client.Pipeline.execute

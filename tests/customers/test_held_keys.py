@@ -7,9 +7,12 @@ from __future__ import annotations
 import threading
 
 import pytest
+import redis
 from django.db import connection, transaction
+from django.db.models import Subquery
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from core import data_version
@@ -24,8 +27,8 @@ def _license(customer):
     return customer.client.get(f"/api/licenses/{customer.id}")
 
 
-def test_an_unchanged_fetch_reads_nothing_from_the_database(signup, shared_cache):
-    customer = signup()
+def test_an_unchanged_fetch_reads_nothing_from_the_database(signup_committed, shared_cache):
+    customer = signup_committed()
     assert _license(customer).status_code == 200  # holds the key
     # when
     with CaptureQueriesContext(connection) as queries:
@@ -94,8 +97,8 @@ def test_a_deactivated_customer_can_no_longer_write(signup, shared_cache):
     assert "deactivated" in response.json()["message"]
 
 
-def test_a_key_being_used_does_not_change_the_version(signup, shared_cache):
-    customer = signup()
+def test_a_key_being_used_does_not_change_the_version(signup_committed, shared_cache):
+    customer = signup_committed()
     CustomerApiKey.objects.filter(customer__customer_id=customer.id).update(last_used_at=None)
     before = data_version.current()
     # when a request refreshes the key's last_used_at
@@ -105,8 +108,8 @@ def test_a_key_being_used_does_not_change_the_version(signup, shared_cache):
     assert data_version.current() == before
 
 
-def test_each_request_gets_its_own_copy(signup, shared_cache):
-    customer = signup()
+def test_each_request_gets_its_own_copy(signup_committed, shared_cache):
+    customer = signup_committed()
     first = auth.customer_key_lookup(customer.key)
     first.customer.company_name = "changed by one request"
     first.customer.subscription.plan = "enterprise"
@@ -127,8 +130,8 @@ def test_unknown_keys_are_not_held(signup, shared_cache):
     assert auth.credentials.key_digest("ik_nosuchprefix_" + "x" * 32) not in auth._held
 
 
-def test_a_flushed_cache_starts_a_new_version(signup, shared_cache):
-    customer = signup()
+def test_a_flushed_cache_starts_a_new_version(signup_committed, shared_cache):
+    customer = signup_committed()
     assert _license(customer).status_code == 200
     before = data_version.current()
     shared_cache.delete(data_version.CACHE_KEY)  # Redis restarted (it keeps nothing)
@@ -138,8 +141,10 @@ def test_a_flushed_cache_starts_a_new_version(signup, shared_cache):
     assert queries.captured_queries  # read again
 
 
-def test_a_held_key_lasts_at_most_api_key_cache_seconds(signup, shared_cache, monkeypatch):
-    customer = signup()
+def test_a_held_key_lasts_at_most_api_key_cache_seconds(
+    signup_committed, shared_cache, monkeypatch
+):
+    customer = signup_committed()
     assert _license(customer).status_code == 200
     clock = auth.time.monotonic() + 61  # past the default 60 s
     monkeypatch.setattr(auth.time, "monotonic", lambda: clock)
@@ -208,16 +213,34 @@ def test_a_key_read_while_its_revocation_commits_is_not_kept(signup, shared_cach
     [
         ('INSERT INTO "customers_customerapikey" ("prefix") VALUES (%s)', True),
         ('UPDATE "customers_customerapikey" SET "revoked_at" = %s WHERE "id" = %s', True),
-        ('UPDATE "customers_customerapikey" SET "last_used_at" = %s WHERE "id" = %s', False),
+        (
+            'UPDATE "customers_customerapikey" SET "last_used_at" = %s '
+            'WHERE "customers_customerapikey"."id" = %s',
+            False,
+        ),
         (
             'UPDATE "customers_customerapikey" SET "last_used_at" = %s, "revoked_at" = %s '
             'WHERE "id" = %s',
             True,
         ),
+        # a subquery in SET has a WHERE of its own: the assignments after it still count
+        (
+            'UPDATE "customers_customerapikey" SET "last_used_at" = (SELECT U0."created_at" '
+            'FROM "customers_customerapikey" U0 WHERE U0."id" = %s), "revoked_at" = %s '
+            'WHERE "customers_customerapikey"."id" = %s',
+            True,
+        ),
         ('DELETE FROM "subscriptions_subscription" WHERE "id" IN (%s)', True),
         ('update "licensing_licenserevocation" set "reason" = %s', True),
+        # written by hand: unquoted, lower case, commented, qualified, in a CTE, truncated
+        ("update customers_customerapikey set revoked_at = now()", True),
+        ("/* by hand */ DELETE FROM customers_customer WHERE id = 1", True),
+        ("-- fix\nUPDATE public.subscriptions_subscription SET plan = 'pro'", True),
+        ('UPDATE "public"."customers_customer" SET "is_active" = false', True),
+        ("WITH gone AS (DELETE FROM customers_customerapikey RETURNING id) SELECT 1", True),
+        ('TRUNCATE "licensing_licenserevocation", "customers_customer" CASCADE', True),
         ('SELECT * FROM "customers_customer" FOR UPDATE', False),
-        ('INSERT INTO "usage_usagereport" ("id") VALUES (%s)', False),
+        ('INSERT INTO "usage_usagereport" ("customer_id") VALUES (%s)', False),
     ],
 )
 def test_which_statements_change_the_version(sql, changes):
@@ -225,10 +248,10 @@ def test_which_statements_change_the_version(sql, changes):
 
 
 def test_a_revoked_keys_requests_do_not_use_up_its_customers_rate_limit(
-    signup, shared_cache, settings
+    signup_committed, shared_cache, settings
 ):
     settings.RATE_LIMIT_CUSTOMER = "5/h"
-    customer = signup()
+    customer = signup_committed()
     old_client = customer.client
     assert _license(customer).status_code == 200  # 1, and the key is held
     rotated = old_client.post(f"/api/customers/{customer.id}/api-keys/rotate", format="json")
@@ -241,3 +264,88 @@ def test_a_revoked_keys_requests_do_not_use_up_its_customers_rate_limit(
     new_client = APIClient(HTTP_X_API_KEY=rotated.json()["api_key"])
     answers = [new_client.get(f"/api/licenses/{customer.id}").status_code for _ in range(2)]
     assert answers == [200, 200]
+
+
+def _lookup(raw_key):
+    return auth.customer_key_lookup(raw_key)
+
+
+def test_a_revocation_while_redis_is_unreachable_is_not_missed(
+    signup_committed, shared_cache, monkeypatch
+):
+    """The version could not be changed: what this process held before is not trusted after
+    the outage, and the change is made again once Redis answers."""
+    customer = signup_committed()
+    assert _lookup(customer.key) is not None  # held
+    failing = redis.Redis.set
+
+    def unreachable(*args, **kwargs):
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(redis.Redis, "set", unreachable)
+    with transaction.atomic():
+        CustomerApiKey.objects.filter(customer__customer_id=customer.id).update(
+            revoked_at=timezone.now()
+        )
+    monkeypatch.setattr(redis.Redis, "set", failing)
+    # then, Redis back with the version it had, the key is refused
+    assert _lookup(customer.key) is None
+
+
+def test_a_change_lost_at_commit_leaves_the_version_pending_until_it_expires(
+    signup_committed, shared_cache, django_capture_on_commit_callbacks
+):
+    customer = signup_committed()
+    assert _lookup(customer.key) is not None  # held
+
+    def fails():
+        raise RuntimeError("an earlier on-commit hook failed")
+
+    def revoke_after_a_failing_hook():
+        with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+            transaction.on_commit(fails)
+            CustomerApiKey.objects.filter(customer__customer_id=customer.id).update(
+                revoked_at=timezone.now()
+            )
+
+    # when the commit's hooks stop before ours (Django drops the rest after a failure)
+    with pytest.raises(RuntimeError):
+        revoke_after_a_failing_hook()
+    # then nothing is kept while the write is pending: the key is read, and refused
+    assert data_version.current() is None
+    assert _lookup(customer.key) is None
+    # and once the pending version expires a new one starts
+    client = shared_cache._cache.get_client(write=True)
+    client.delete(shared_cache.make_and_validate_key(data_version.CACHE_KEY))
+    assert data_version.current() is not None
+    assert _lookup(customer.key) is None
+
+
+def test_a_read_inside_a_rolled_back_write_is_not_kept(signup_committed, shared_cache):
+    customer = signup_committed()
+    CustomerApiKey.objects.filter(customer__customer_id=customer.id).update(
+        revoked_at=timezone.now()
+    )
+    seen = []
+
+    def unrevoke_look_up_and_roll_back():
+        with transaction.atomic():
+            keys = CustomerApiKey.objects.filter(customer__customer_id=customer.id)
+            keys.update(revoked_at=None)
+            seen.append(_lookup(customer.key))
+            raise RuntimeError("rolled back")
+
+    # when a transaction un-revokes the key, looks it up, and rolls back
+    with pytest.raises(RuntimeError):
+        unrevoke_look_up_and_roll_back()
+    assert seen[0] is not None
+    # then what it read was not kept: the key is still revoked
+    assert _lookup(customer.key) is None
+
+
+def test_a_subquery_assignment_beside_last_used_at_counts(signup_committed, shared_cache):
+    customer = signup_committed()
+    assert _lookup(customer.key) is not None  # held
+    keys = CustomerApiKey.objects.filter(customer__customer_id=customer.id)
+    keys.update(last_used_at=Subquery(keys.values("created_at")[:1]), revoked_at=timezone.now())
+    assert _lookup(customer.key) is None

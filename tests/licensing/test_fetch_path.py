@@ -75,9 +75,9 @@ def _fetch(customer):
 
 
 def test_a_held_license_is_answered_until_something_changes(
-    signup, shared_cache, staff_client, django_capture_on_commit_callbacks
+    signup_committed, shared_cache, staff_client, django_capture_on_commit_callbacks
 ):
-    customer = signup()
+    customer = signup_committed()
     first = _fetch(customer)["license"]
     assert _fetch(customer)["license"] == first
     # when the license is revoked and the revocation lifted (each committed)
@@ -92,8 +92,10 @@ def test_a_held_license_is_answered_until_something_changes(
     assert latest.license_hash == hashlib.sha256(fresh.encode()).hexdigest()
 
 
-def test_a_held_license_due_for_re_signing_is_signed_anew(signup, shared_cache, monkeypatch):
-    customer = signup()
+def test_a_held_license_due_for_re_signing_is_signed_anew(
+    signup_committed, shared_cache, monkeypatch
+):
+    customer = signup_committed()
     held = _fetch(customer)
     # when the clock reaches the day before it expires
     due = datetime.fromtimestamp(held["decoded"]["exp"], tz=UTC) - timedelta(hours=23)
@@ -102,8 +104,8 @@ def test_a_held_license_due_for_re_signing_is_signed_anew(signup, shared_cache, 
     assert _fetch(customer)["license"] != held["license"]
 
 
-def test_an_unchanged_fetch_is_one_redis_round_trip(signup, shared_cache, monkeypatch):
-    customer = signup()
+def test_an_unchanged_fetch_is_one_redis_round_trip(signup_committed, shared_cache, monkeypatch):
+    customer = signup_committed()
     _fetch(customer)
     trips = []
     execute, command = redis.client.Pipeline.execute, redis.Redis.execute_command
