@@ -194,6 +194,11 @@ DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's, with a health check that reads the socket instead of running SELECT 1.
     DATABASES["default"]["ENGINE"] = "config.postgresql"
+    # Let the single usage report's INSERT be a prepared statement (usage/services.py asks for
+    # it; Django's own cursors bind client-side and never prepare). Off behind a connection
+    # pooler in transaction mode that cannot carry prepared statements (pgbouncer < 1.21).
+    if env_bool("DATABASE_PREPARED_STATEMENTS", True):
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite ignores SELECT ... FOR UPDATE; taking the write lock at BEGIN serialises the
     # read-then-write services (refunds, deletions) as PostgreSQL's row locks do.

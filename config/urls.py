@@ -25,12 +25,15 @@ urlpatterns = [
     # script (Content-Security-Policy: script-src 'self').
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path(".well-known/jwks.json", JwksView.as_view(), name="jwks"),
-    # lifecycle first: its /api/subscriptions/deactivate etc. before subscriptions/<customer_id>.
+    # usage first: instances report every few minutes, and each pattern tried before costs a
+    # regex (its paths all start with usage/, so no other app's can shadow or be shadowed).
+    path("api/", include("usage.urls")),
+    # lifecycle before subscriptions: its /api/subscriptions/deactivate etc. come before
+    # subscriptions/<customer_id>.
     path("api/", include("lifecycle.urls")),
     path("api/", include("customers.urls")),
     path("api/", include("licensing.urls")),
     path("api/", include("subscriptions.urls")),
-    path("api/", include("usage.urls")),
     path("api/", include("deployments.urls")),
 ]
 
