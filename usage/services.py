@@ -9,10 +9,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any, cast
 
-import psycopg
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Field
@@ -25,6 +23,7 @@ from core.errors import ApplicationError
 from customers.models import Customer
 from subscriptions import stripe_api
 from usage import metering, partitions
+from usage.db import prepared_cursor
 from usage.models import (
     COUNTER_FIELDS,
     UsageBillingRecord,
@@ -118,48 +117,6 @@ def _postgresql_insert(*, single: bool, async_commit: bool) -> str:
     )
 
 
-def _prepared_cursor():
-    """On PostgreSQL, a cursor (Django's wrapper: its execute wrappers and query log apply)
-    whose statements are prepared once per connection and sent with their parameters apart,
-    in binary: a single report's INSERT is then neither parsed nor planned again (planning it
-    on the partitioned table, and quoting its 16 values into the text, were most of its cost
-    besides the commit). Elsewhere Django's own cursor.
-
-    Django leaves prepared statements off (so that a connection pooler in transaction mode,
-    pgbouncer before 1.21, keeps working); the settings turn them on unless
-    DATABASE_PREPARED_STATEMENTS=false, and then this cursor binds and plans each time.
-    """
-    if connection.vendor != "postgresql":
-        return connection.cursor()
-    # What Django's connection.cursor() does, with our cursor class.
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    with connection.wrap_database_errors:
-        return connection._prepare_cursor(_PreparingCursor(connection.connection))
-
-
-class _PreparingCursor(psycopg.Cursor):
-    """A psycopg cursor that prepares what it runs, and tells Django's query log (DEBUG,
-    tests) the statement with its values, composed only when the log asks."""
-
-    _sent: tuple | None = None
-
-    def execute(self, query, params=None, *, prepare=None, binary=None):
-        self._sent = (query, params)
-        return super().execute(query, params, prepare=True, binary=binary)
-
-    @property
-    def _query(self):  # read by Django's DatabaseOperations.last_executed_query
-        if self._sent is None:
-            return None
-        text = psycopg.ClientCursor(self.connection).mogrify(*self._sent)
-        return SimpleNamespace(query=text.encode())
-
-    @_query.setter
-    def _query(self, value) -> None:  # psycopg resets it; the property answers instead
-        pass
-
-
 def _insert_ignoring_duplicates(rows: Sequence[dict]) -> set[tuple[str, datetime]]:
     """One INSERT ... ON CONFLICT DO NOTHING of all rows (on PostgreSQL the statement of
     `_postgresql_insert`, elsewhere multi-row VALUES); the (instance_id, reported_at) of the rows
@@ -195,7 +152,7 @@ def _insert_ignoring_duplicates(rows: Sequence[dict]) -> set[tuple[str, datetime
             f"INSERT INTO {quote(opts.db_table)} ({columns}) VALUES "  # noqa: S608 - from _meta
             f"{', '.join([placeholders] * len(rows))} ON CONFLICT DO NOTHING {returning}"
         )
-    with _prepared_cursor() if len(rows) == 1 else connection.cursor() as cursor:
+    with prepared_cursor() if len(rows) == 1 else connection.cursor() as cursor:
         cursor.execute(sql, params)
         returned = cursor.fetchall()
     inserted = set()

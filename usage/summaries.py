@@ -46,6 +46,7 @@ from django.utils.dateparse import parse_datetime
 
 from customers.models import Customer
 from usage import metering
+from usage.db import prepared_cursor
 from usage.models import COUNTER_FIELDS, UsageReport
 
 DAY = metering.SECONDS_PER_DAY
@@ -332,7 +333,7 @@ def summarize(*, customer_pk: int, start: int, end: int, until: int) -> list[Chu
     day0 = metering.day_start(metering.utc_day(start))
     n = len(COUNTER_FIELDS)
     parts: dict[int, list[InstancePart]] = defaultdict(list)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(*_parts_sql(customer_pk, start, end, day0))
         for row in cursor.fetchall():
             instance_id, d, reports, mask_low, mask_high = row[:5]
@@ -734,7 +735,7 @@ def _newest_id_statement(vendor: str) -> str:
 def _newest_id(customer_pk: int) -> int:
     """The customer's newest report id (one probe at the end of each partition's
     (customer, id) index); 0 for none."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_newest_id_statement(connection.vendor), [customer_pk])
         row = cursor.fetchone()
     return row[0] if row else 0
