@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
+from django.utils import timezone
 
 from tests.factories import CustomerFactory, SubscriptionFactory
 from tests.usage.factories import UsageReportFactory
@@ -14,6 +15,14 @@ from usage.services import rollup_cutoff_day
 from usage.tasks import usage_rollup_task
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _still_clock(monkeypatch):
+    """The clock stands still: today's gauges count up to now, so a history read before the
+    roll-up and one after it (seconds later on a loaded machine) would differ."""
+    now = timezone.now().replace(microsecond=0)
+    monkeypatch.setattr(timezone, "now", lambda: now)
 
 
 @pytest.fixture
