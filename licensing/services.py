@@ -85,7 +85,9 @@ def license_claims_base(customer: Customer) -> dict:
             "status": subscription.status,
             "currentPeriodEndsAt": iso(period_end),
         },
-        "_periodEnd": (period_end or timezone.now()).timestamp(),
+        # None without a period end: then the license runs from its signing (below), and
+        # the fingerprint must not change with the clock (it would re-sign every fetch).
+        "_periodEnd": period_end.timestamp() if period_end else None,
     }
 
 
@@ -175,11 +177,12 @@ def _due(claims: dict, now: float) -> bool:
 
 
 def _sign_and_record(
-    *, customer: Customer, base: dict, period_end: float, fingerprint: str, reason: str
+    *, customer: Customer, base: dict, period_end: float | None, fingerprint: str, reason: str
 ) -> IssuedLicense:
     now = timezone.now()
     iat = int(now.timestamp())
-    exp = int(period_end + timedelta(days=settings.LICENSE_GRACE_DAYS).total_seconds())
+    end = period_end if period_end is not None else now.timestamp()
+    exp = int(end + timedelta(days=settings.LICENSE_GRACE_DAYS).total_seconds())
     claims = {
         "iss": settings.LICENSE_ISSUER,
         "aud": settings.LICENSE_AUDIENCE,

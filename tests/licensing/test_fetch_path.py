@@ -17,6 +17,7 @@ from django.utils import timezone
 from customers.models import Customer
 from licensing.models import LicenseHistory
 from licensing.services import license_restore
+from subscriptions.models import Subscription
 
 pytestmark = pytest.mark.django_db
 
@@ -125,3 +126,18 @@ def test_an_unchanged_fetch_is_one_redis_round_trip(signup_committed, shared_cac
     # then the data version and the rate limit's counting went in one pipeline, and the
     # held license was answered (no read of the license cache)
     assert trips == [["GET", "SET", "INCRBY", "GET"]]
+
+
+def test_a_license_without_a_period_end_is_not_signed_anew_on_every_fetch(signup):
+    # given a subscription without a period end (a grant, or a state Stripe left it in)
+    customer = signup()
+    Subscription.objects.filter(customer__customer_id=customer.id).update(
+        status="active", current_period_end=None, trial_ends_at=None
+    )
+    first = customer.client.get(f"/api/licenses/{customer.id}").json()
+    # when it is fetched again
+    again = customer.client.get(f"/api/licenses/{customer.id}").json()
+    # then the same license answers (it was signed once, and runs from its signing)
+    assert again["license"] == first["license"]
+    assert LicenseHistory.objects.filter(customer__customer_id=customer.id).count() == 2
+    assert first["decoded"]["exp"] > first["decoded"]["iat"]
