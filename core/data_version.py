@@ -203,7 +203,8 @@ def changes_watched(sql: str) -> bool:
     table's ignored columns to parameters."""
     if _tables is None:
         return False
-    statement = sql[_COMMENTS.match(sql).end() :]
+    leading = _COMMENTS.match(sql)  # always matches (possibly nothing)
+    statement = sql[leading.end() :] if leading else sql
     if statement[:6].upper() == "SELECT" or _tables.search(statement) is None:
         return False
     update = _PARAMETER_UPDATE.match(statement)
