@@ -10,12 +10,13 @@ that is not a plain SELECT and names a watched table counts, quoted or not; the 
 that does not is an UPDATE that sets only ignored columns to parameters (a key's
 last_used_at).
 
-The version changes twice per write: when the statement has run it becomes *pending* (for
-at most PENDING_SECONDS), and nothing is kept while it is: this process and every other read
-the database; when the transaction commits it becomes a new settled version, so nothing read
-before the commit survives it. If the commit's change is lost (an earlier on-commit hook
-failed, the process died), the pending version expires and a new one starts. A rollback
-leaves only needless reads.
+The version changes twice per write: when the statement has run, the write is entered as
+*pending* (an entry of its own, for at most PENDING_SECONDS), and nothing is kept while any
+write is pending: this process and every other read the database; when its transaction
+commits, its entry goes and a new settled version is set, so nothing read before the commit
+survives it. Another write's commit does not end this one's pending state. If the commit's
+change is lost (an earlier on-commit hook failed, the process died), the entry expires. A
+rollback leaves only needless reads.
 
 When Redis cannot be reached, nothing is kept (`current()` answers None and callers read the
 database), and the process does not trust what it kept before: its own versions carry a
@@ -34,8 +35,10 @@ version: `current()` answers None and callers read the database.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -64,8 +67,9 @@ class _Request(threading.local):
 
 _request = _Request()
 
-PENDING = "pending:"
-PENDING_SECONDS = 30
+# How long a write that never reports its commit (an earlier on-commit hook failed, the
+# process died) keeps the version pending: longer than a transaction that calls Stripe.
+PENDING_SECONDS = 120
 
 # Table -> columns whose writes do not change what is authorized (e.g. a key's last_used_at,
 # refreshed every few minutes by the key's own requests).
@@ -126,44 +130,68 @@ def _read(along: Along | None = None) -> str | None:
     try:
         if _process.owed:
             _set(client, key, uuid.uuid4().hex)
-        if along is not None:
-            pipe = client.pipeline(transaction=False)
-            pipe.get(key)
-            answer = along(pipe)
-            stored, *answers = pipe.execute()
+        pipe = client.pipeline(transaction=False)
+        pipe.get(key)
+        pipe.zcount(_pending_key(key), time.time(), "+inf")
+        answer = along(pipe) if along is not None else None
+        stored, pending, *answers = pipe.execute()
+        if answer is not None:
             answer(answers)
-        else:
-            stored = client.get(key)
         if stored is None:  # never set, or evicted/flushed: start a new one
             client.set(key, uuid.uuid4().hex, nx=True)
             stored = client.get(key)
     except redis.RedisError:
         _process.outages += 1
         return None
-    if stored is None:
+    if stored is None or pending:
         return None
-    version = stored.decode()
-    if version.startswith(PENDING):
-        return None
-    return f"{version}.{_process.outages}"
+    return f"{stored.decode()}.{_process.outages}"
 
 
-def _set(client, key: str, version: str, *, seconds: int | None = None) -> None:
-    client.set(key, version, ex=seconds)
+def _pending_key(key: str) -> str:
+    return f"{key}:pending"
+
+
+def _set(client, key: str, version: str) -> None:
+    client.set(key, version)
     _process.owed = False
 
 
-def _change(*, pending: bool) -> None:
+def _pend(token: str) -> None:
+    """A write's statement has run: pending (nothing is kept) until its commit settles it,
+    or for PENDING_SECONDS if that is lost. One entry per write, so another write's commit
+    does not end this one's."""
     client, key = _client()
     if client is None:
         return
     if _request.inside:  # nothing more is kept in this request
         _request.version = None
+    now = time.time()
     try:
-        if pending:
-            _set(client, key, PENDING + uuid.uuid4().hex, seconds=PENDING_SECONDS)
-        else:
-            _set(client, key, uuid.uuid4().hex)
+        pipe = client.pipeline(transaction=False)
+        pipe.zadd(_pending_key(key), {token: now + PENDING_SECONDS})
+        pipe.zremrangebyscore(_pending_key(key), "-inf", now)
+        pipe.execute()
+    except redis.RedisError:
+        _process.outages += 1
+        _process.owed = True
+
+
+def _settle(token: str | None = None) -> None:
+    """A new settled version (and the write `token` no longer pending): every copy read
+    under an earlier one is out of date."""
+    client, key = _client()
+    if client is None:
+        return
+    if _request.inside:
+        _request.version = None
+    try:
+        pipe = client.pipeline(transaction=True)
+        if token is not None:
+            pipe.zrem(_pending_key(key), token)
+        pipe.set(key, uuid.uuid4().hex)
+        pipe.execute()
+        _process.owed = False
     except redis.RedisError:
         _process.outages += 1
         _process.owed = True
@@ -171,7 +199,7 @@ def _change(*, pending: bool) -> None:
 
 def bump() -> None:
     """A new settled version: every copy read under an earlier one is out of date."""
-    _change(pending=False)
+    _settle()
 
 
 def _request_start(**kwargs) -> None:
@@ -205,7 +233,11 @@ def changes_watched(sql: str) -> bool:
         return False
     leading = _COMMENTS.match(sql)  # always matches (possibly nothing)
     statement = sql[leading.end() :] if leading else sql
-    if statement[:6].upper() == "SELECT" or _tables.search(statement) is None:
+    if _tables.search(statement) is None:
+        return False
+    if ";" in statement.rstrip().rstrip(";"):
+        return True  # several statements (written by hand): any may write
+    if statement[:6].upper() == "SELECT":
         return False
     update = _PARAMETER_UPDATE.match(statement)
     if update is not None and update.group("table") in _watched:
@@ -219,8 +251,11 @@ def changes_watched(sql: str) -> bool:
 def _wrapper(execute, sql, params, many, context):
     result = execute(sql, params, many, context)
     if isinstance(sql, str) and changes_watched(sql):
-        _change(pending=True)
-        transaction.on_commit(bump, using=context["connection"].alias, robust=True)
+        token = uuid.uuid4().hex
+        _pend(token)
+        transaction.on_commit(
+            functools.partial(_settle, token), using=context["connection"].alias, robust=True
+        )
     return result
 
 

@@ -57,12 +57,12 @@ def test_a_rate_limited_request_counts_in_one_pipelined_round_trip(
     ]
 
     # then the third is refused, and each request was counted in one pipeline (Django's cache
-    # calls would make a round trip each): of its three commands for the first request, and
-    # of four for the next ones, whose key the process holds: its data version is read in the
-    # same round trip (customers.auth)
+    # calls would make a round trip each): the first request reads the data version (two
+    # commands), then its key, then counts (three); the next ones, whose key the process
+    # holds, read the version and count in one round trip of five (customers.auth)
     assert [a.status_code for a in answers[:2]] == [201, 201]
     assert answers[2].status_code == 429
-    assert pipelines == [3, 4, 4]
+    assert pipelines == [2, 3, 5, 5]
 
 
 def test_the_cache_reuses_one_redis_client(redis_cache):

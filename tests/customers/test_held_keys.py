@@ -8,7 +8,8 @@ import threading
 
 import pytest
 import redis
-from django.db import connection, transaction
+from django.core.cache import caches
+from django.db import OperationalError, connection, transaction
 from django.db.models import Subquery
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
@@ -97,10 +98,14 @@ def test_a_deactivated_customer_can_no_longer_write(signup, shared_cache):
     assert "deactivated" in response.json()["message"]
 
 
-def test_a_key_being_used_does_not_change_the_version(signup_committed, shared_cache):
+def test_a_key_being_used_does_not_change_the_version(
+    signup_committed, shared_cache, django_capture_on_commit_callbacks
+):
     customer = signup_committed()
-    CustomerApiKey.objects.filter(customer__customer_id=customer.id).update(last_used_at=None)
+    with django_capture_on_commit_callbacks(execute=True):  # a write of its own: committed
+        CustomerApiKey.objects.filter(customer__customer_id=customer.id).update(last_used_at=None)
     before = data_version.current()
+    assert before is not None
     # when a request refreshes the key's last_used_at
     assert _license(customer).status_code == 200
     # then it was written, and the version (every process's held keys) stayed
@@ -314,18 +319,23 @@ def test_a_change_lost_at_commit_leaves_the_version_pending_until_it_expires(
     # then nothing is kept while the write is pending: the key is read, and refused
     assert data_version.current() is None
     assert _lookup(customer.key) is None
-    # and once the pending version expires a new one starts
+    # and once the pending write expires the version is trusted again (a new one)
     client = shared_cache._cache.get_client(write=True)
-    client.delete(shared_cache.make_and_validate_key(data_version.CACHE_KEY))
+    key = shared_cache.make_and_validate_key(data_version.CACHE_KEY)
+    client.delete(f"{key}:pending")
     assert data_version.current() is not None
     assert _lookup(customer.key) is None
 
 
-def test_a_read_inside_a_rolled_back_write_is_not_kept(signup_committed, shared_cache):
+def test_a_read_inside_a_rolled_back_write_is_not_kept(
+    signup_committed, shared_cache, django_capture_on_commit_callbacks
+):
     customer = signup_committed()
-    CustomerApiKey.objects.filter(customer__customer_id=customer.id).update(
-        revoked_at=timezone.now()
-    )
+    with django_capture_on_commit_callbacks(execute=True):  # revoked, and committed
+        CustomerApiKey.objects.filter(customer__customer_id=customer.id).update(
+            revoked_at=timezone.now()
+        )
+    assert data_version.current() is not None  # settled: a lookup now would be kept
     seen = []
 
     def unrevoke_look_up_and_roll_back():
@@ -349,3 +359,68 @@ def test_a_subquery_assignment_beside_last_used_at_counts(signup_committed, shar
     keys = CustomerApiKey.objects.filter(customer__customer_id=customer.id)
     keys.update(last_used_at=Subquery(keys.values("created_at")[:1]), revoked_at=timezone.now())
     assert _lookup(customer.key) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_another_commit_does_not_end_a_write_still_pending(signup):
+    """A revocation's transaction is open when another write commits; then the revocation
+    commits but its own change of the version is lost (an earlier on-commit hook failed).
+    The other commit must not have ended the revocation's pending state: nothing read while
+    it was open may be kept."""
+    with override_settings(CACHES=_shared_caches()):
+        caches["default"].delete(data_version.CACHE_KEY)
+        customer, other = signup(), signup()
+        assert _lookup(customer.key) is not None  # held, under a settled version
+        written, finish, errors = threading.Event(), threading.Event(), []
+
+        def revoke_then_lose_the_change():
+            def fails():
+                raise RuntimeError("an earlier on-commit hook failed")
+
+            try:
+                with transaction.atomic():
+                    transaction.on_commit(fails)
+                    CustomerApiKey.objects.filter(customer__customer_id=customer.id).update(
+                        revoked_at=timezone.now()
+                    )
+                    written.set()
+                    finish.wait(10)
+            except RuntimeError as error:
+                errors.append(error)
+            finally:
+                connection.close()
+
+        writer = threading.Thread(target=revoke_then_lose_the_change)
+        writer.start()
+        assert written.wait(10)
+        if connection.vendor == "postgresql":
+            # when another write commits meanwhile, and the key is looked up (the revocation
+            # is not committed yet: the key is live)
+            Customer.objects.filter(customer_id=other.id).update(company_name="Other Ltd")
+            assert _lookup(customer.key) is not None
+        else:  # SQLite: one writer at a time, so no other write can commit meanwhile
+            with connection.cursor() as cursor:
+                cursor.execute("PRAGMA busy_timeout = 200")
+            try:
+                with pytest.raises(OperationalError, match="locked"):
+                    Customer.objects.filter(customer_id=other.id).update(company_name="X")
+            finally:
+                with connection.cursor() as cursor:
+                    cursor.execute("PRAGMA busy_timeout = 20000")
+        finish.set()
+        writer.join(10)
+        assert errors  # the revocation committed, its change of the version lost
+        # then the next lookup reads the revocation
+        assert _lookup(customer.key) is None
+
+
+def _shared_caches() -> dict:
+    import os
+
+    return {
+        "default": {
+            "BACKEND": "config.cache.FailOpenRedisCache",
+            "LOCATION": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+            "KEY_PREFIX": f"billing-test-{os.getpid()}-overlap",
+        }
+    }

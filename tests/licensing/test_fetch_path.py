@@ -123,9 +123,10 @@ def test_an_unchanged_fetch_is_one_redis_round_trip(signup_committed, shared_cac
     monkeypatch.setattr(redis.Redis, "execute_command", single)
     # when
     _fetch(customer)
-    # then the data version and the rate limit's counting went in one pipeline, and the
+    # then the data version (and whether a write is pending) and the rate limit's counting
+    # went in one pipeline, and the
     # held license was answered (no read of the license cache)
-    assert trips == [["GET", "SET", "INCRBY", "GET"]]
+    assert trips == [["GET", "ZCOUNT", "SET", "INCRBY", "GET"]]
 
 
 def test_a_license_without_a_period_end_is_not_signed_anew_on_every_fetch(signup):

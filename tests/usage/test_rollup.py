@@ -65,7 +65,7 @@ def _everything(customer, today) -> metering.BillingPeriod:
 def test_rollup_keeps_totals_and_overage_equal(customer, settings):
     # given raw reports of 50 days, 40 of them older than the retention
     settings.USAGE_RAW_RETENTION_DAYS = 40
-    today = datetime.now(tz=UTC).date()
+    today = timezone.now().date()
     _seed(customer, today)
     period = _everything(customer, today)
     before = selectors.usage_consumption(customer=customer, period=period)
@@ -95,7 +95,7 @@ def test_rollup_keeps_totals_and_overage_equal(customer, settings):
 
 def test_rollup_twice_changes_nothing(customer, settings):
     settings.USAGE_RAW_RETENTION_DAYS = 40
-    today = datetime.now(tz=UTC).date()
+    today = timezone.now().date()
     _seed(customer, today)
     usage_rollup_task.apply()
     period = _everything(customer, today)

@@ -110,8 +110,12 @@ def test_a_report_committed_after_a_newer_one_is_counted(frozen):
         else:
             with connection.cursor() as cursor:
                 cursor.execute("PRAGMA busy_timeout = 200")
-            with pytest.raises(OperationalError, match="locked"):
-                newer.save()
+            try:
+                with pytest.raises(OperationalError, match="locked"):
+                    newer.save()
+            finally:
+                with connection.cursor() as cursor:  # the settings' 20 s again
+                    cursor.execute("PRAGMA busy_timeout = 20000")
     finally:
         release.set()
         writer.join(timeout=30)
