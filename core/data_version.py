@@ -92,11 +92,6 @@ class _Process:
 _process = _Process()
 
 
-def shared() -> bool:
-    """Whether the cache is shared by every process (Redis), so a version means something."""
-    return isinstance(caches["default"], RedisCache)
-
-
 def current(*, along: Along | None = None) -> str | None:
     """The current version, or None when there is none to trust (no shared cache, the cache
     is down, or a write is pending): then callers read the database and keep nothing.
@@ -127,9 +122,9 @@ def _read(along: Along | None = None) -> str | None:
     client, key = _client()
     if client is None:
         return None
+    if _process.owed:  # a settled version this process failed to set: set one now
+        _settle()
     try:
-        if _process.owed:
-            _set(client, key, uuid.uuid4().hex)
         pipe = client.pipeline(transaction=False)
         pipe.get(key)
         pipe.zcount(_pending_key(key), time.time(), "+inf")
@@ -152,54 +147,49 @@ def _pending_key(key: str) -> str:
     return f"{key}:pending"
 
 
-def _set(client, key: str, version: str) -> None:
-    client.set(key, version)
-    _process.owed = False
-
-
 def _pend(token: str) -> None:
     """A write's statement has run: pending (nothing is kept) until its commit settles it,
     or for PENDING_SECONDS if that is lost. One entry per write, so another write's commit
     does not end this one's."""
-    client, key = _client()
-    if client is None:
-        return
-    if _request.inside:  # nothing more is kept in this request
-        _request.version = None
-    now = time.time()
-    try:
-        pipe = client.pipeline(transaction=False)
+
+    def commands(pipe, key: str) -> None:
+        now = time.time()
         pipe.zadd(_pending_key(key), {token: now + PENDING_SECONDS})
         pipe.zremrangebyscore(_pending_key(key), "-inf", now)
-        pipe.execute()
-    except redis.RedisError:
-        _process.outages += 1
-        _process.owed = True
+
+    _change(commands, settles=False)
 
 
 def _settle(token: str | None = None) -> None:
     """A new settled version (and the write `token` no longer pending): every copy read
     under an earlier one is out of date."""
-    client, key = _client()
-    if client is None:
-        return
-    if _request.inside:
-        _request.version = None
-    try:
-        pipe = client.pipeline(transaction=True)
+
+    def commands(pipe, key: str) -> None:
         if token is not None:
             pipe.zrem(_pending_key(key), token)
         pipe.set(key, uuid.uuid4().hex)
+
+    _change(commands, settles=True)
+
+
+def _change(commands: Callable[[Any, str], None], *, settles: bool) -> None:
+    """Send a change of the version (in one MULTI when it `settles`); on a Redis error the
+    process counts an outage and owes a settled version."""
+    client, key = _client()
+    if client is None:
+        return
+    if _request.inside:  # nothing more is kept in this request
+        _request.version = None
+    try:
+        pipe = client.pipeline(transaction=settles)
+        commands(pipe, key)
         pipe.execute()
-        _process.owed = False
     except redis.RedisError:
         _process.outages += 1
         _process.owed = True
-
-
-def bump() -> None:
-    """A new settled version: every copy read under an earlier one is out of date."""
-    _settle()
+    else:
+        if settles:
+            _process.owed = False
 
 
 def _request_start(**kwargs) -> None:

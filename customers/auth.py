@@ -115,11 +115,6 @@ _held: dict[str, _Held] = {}
 _held_lock = threading.Lock()
 
 
-def held_keys_clear() -> None:
-    with _held_lock:
-        _held.clear()
-
-
 def customer_key_lookup(
     raw_key: str, *, count_along: Callable[[Any, int], Callable] | None = None
 ) -> CustomerApiKey | None:
@@ -169,13 +164,14 @@ def _hold(digest: str, held: _Held) -> None:
 
 def _throttles_along(request) -> Callable[[Any, int], Callable] | None:
     """The view's per-customer rate limits that can count in the held key's round trip
-    (a throttle with `count_along`, config/api.py), as one `count_along` for the lookup."""
+    (a throttle with `count_along`, config/api.py), as one `count_along` for the lookup. The
+    throttles are made only if the lookup uses it (a key held here)."""
     view = (getattr(request, "parser_context", None) or {}).get("view")
-    throttles = [t for t in view.get_throttles() if hasattr(t, "count_along")] if view else []
-    if not throttles:
+    if view is None:
         return None
 
     def count_along(pipe, customer_pk: int):
+        throttles = [t for t in view.get_throttles() if hasattr(t, "count_along")]
         keeps = [t.count_along(request, pipe, customer_pk) for t in throttles]
 
         def answer(answers: list) -> None:

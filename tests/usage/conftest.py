@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
 from tests.usage.helpers import Instance
 
@@ -21,3 +22,13 @@ def instance(db) -> Instance:
 @pytest.fixture
 def make_instance(db):
     return Instance
+
+
+@pytest.fixture
+def frozen(monkeypatch):
+    """Set the clock the selectors read (timezone.now): `frozen(at)`."""
+
+    def freeze(at) -> None:
+        monkeypatch.setattr(timezone, "now", lambda: at)
+
+    return freeze

@@ -12,7 +12,6 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from tests.factories import CustomerFactory, SubscriptionFactory
 from usage import selectors, summaries
@@ -27,16 +26,6 @@ NOWS = [
     datetime(2026, 3, 20, 12, 0, 0, tzinfo=UTC),
     datetime(2026, 3, 21, 0, 4, 59, tzinfo=UTC),
 ]
-
-
-@pytest.fixture
-def frozen(monkeypatch):
-    """Set the clock the selectors read (timezone.now)."""
-
-    def freeze(at: datetime) -> None:
-        monkeypatch.setattr(timezone, "now", lambda: at)
-
-    return freeze
 
 
 def _customer():

@@ -12,21 +12,12 @@ from datetime import timedelta
 import pytest
 from django.db import OperationalError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from tests.usage.test_summaries import NOWS, Reports, _assert_same, _customer, _seed
 from usage import selectors
 from usage.models import COUNTER_FIELDS, UsageReport
 
 TABLE = UsageReport._meta.db_table
-
-
-@pytest.fixture
-def frozen(monkeypatch):
-    def freeze(at) -> None:
-        monkeypatch.setattr(timezone, "now", lambda: at)
-
-    return freeze
 
 
 def _span_counts(queries) -> list[str]:
